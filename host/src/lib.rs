@@ -1,0 +1,38 @@
+//! # Tenantry
+//!
+//! Multi-tenant database routing for Rust applications: every query reaches the right
+//! database with the right isolation, and the database — not the caller's memory of a
+//! `WHERE` clause — enforces it.
+//!
+//! The flow is one-way:
+//!
+//! ```text
+//! ids (OrgId, TenantId) ─▶ plugin (sandboxed org-resolver / tenant-policy calls)
+//!                        ─▶ slots (hot-swappable plugins) ─▶ Host
+//! ```
+//!
+//! * [`id`]: validated [`OrgId`] / [`TenantId`]; nothing unvalidated reaches a URL, a path
+//!   or SQL.
+//! * [`plugin`]: WebAssembly components implementing the `tenantry:plugin` WIT contract
+//!   (see `wit/plugin.wit`), run under wasmtime with fuel, deadlines and memory caps, with
+//!   no ambient filesystem, environment, clock or network access.
+//! * [`redact`]: secrets in URLs never reach logs, errors or output.
+//! * [`config`]: environment-first configuration plus an optional TOML file.
+//! * [`Host`]: the embeddable entry point, [`Host::load`].
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+
+pub mod config;
+mod host;
+pub mod id;
+pub mod plugin;
+pub mod redact;
+
+
+
+pub use config::{ConfigError, HostConfig};
+pub use host::{Host, HostBuilder, HostError};
+pub use id::{IdError, OrgId, TenantId};
+pub use plugin::{PluginError, PluginKind, PluginLimits, PluginSpec};
