@@ -110,11 +110,17 @@ struct Failure {
 
 impl Failure {
     fn usage(message: impl Into<String>) -> Self {
-        Self { code: 2, message: message.into() }
+        Self {
+            code: 2,
+            message: message.into(),
+        }
     }
 
     fn operational(message: impl std::fmt::Display) -> Self {
-        Self { code: 1, message: redact_text(&message.to_string()) }
+        Self {
+            code: 1,
+            message: redact_text(&message.to_string()),
+        }
     }
 }
 
@@ -160,7 +166,9 @@ fn host_config(cli: &Cli) -> Result<HostConfig, Failure> {
 
 async fn resolve(cli: &Cli, org: &str) -> Result<(), Failure> {
     let org = OrgId::new(org).map_err(|e| Failure::usage(e.to_string()))?;
-    let host = Host::load(host_config(cli)?).await.map_err(Failure::operational)?;
+    let host = Host::load(host_config(cli)?)
+        .await
+        .map_err(Failure::operational)?;
     let target = host.resolve_org(&org).await.map_err(Failure::operational)?;
     if cli.json {
         let out = serde_json::json!({
@@ -179,7 +187,11 @@ async fn resolve(cli: &Cli, org: &str) -> Result<(), Failure> {
 
 fn parse_grants(raw: &[String]) -> Result<Grants, Failure> {
     if raw.is_empty() {
-        return Ok(Grants::of(&[Capability::Log, Capability::Config, Capability::Clock]));
+        return Ok(Grants::of(&[
+            Capability::Log,
+            Capability::Config,
+            Capability::Clock,
+        ]));
     }
     let mut grants = Grants::NONE;
     for item in raw.iter().flat_map(|r| r.split(',')) {
@@ -216,9 +228,15 @@ async fn check(args: &CheckArgs, json: bool) -> Result<(), Failure> {
         limits: args.limits.apply(),
         ..PluginSpec::default()
     };
-    let runtime = PluginRuntime::new(EngineOptions { pooling: false, ..EngineOptions::default() })
+    let runtime = PluginRuntime::new(EngineOptions {
+        pooling: false,
+        ..EngineOptions::default()
+    })
+    .map_err(Failure::operational)?;
+    let plugin = runtime
+        .load_file(None, spec, &args.file)
+        .await
         .map_err(Failure::operational)?;
-    let plugin = runtime.load_file(None, spec, &args.file).await.map_err(Failure::operational)?;
     let info = plugin.info().clone();
     let mut results = Vec::new();
     let mut failed = false;
@@ -235,7 +253,11 @@ async fn check(args: &CheckArgs, json: bool) -> Result<(), Failure> {
             },
             PluginKind::TenantPolicy => {
                 let (org, tenant) = sample.split_once('/').unwrap_or(("", sample));
-                let request = ScopeRequest { org: org.into(), tenant: tenant.into(), ..ScopeRequest::default() };
+                let request = ScopeRequest {
+                    org: org.into(),
+                    tenant: tenant.into(),
+                    ..ScopeRequest::default()
+                };
                 match plugin.scope(&request).await {
                     Ok(Ok(s)) => (
                         serde_json::json!({"ok": {"isolation": redact_text(&format!("{:?}", s.isolation)),
@@ -266,23 +288,41 @@ async fn check(args: &CheckArgs, json: bool) -> Result<(), Failure> {
         println!("{out}");
     } else {
         println!("plugin   {}", args.file.display());
-        println!("world    {} (exports tenantry:plugin/{}@{})", info.kind.world(), info.kind.interface(), info.version);
+        println!(
+            "world    {} (exports tenantry:plugin/{}@{})",
+            info.kind.world(),
+            info.kind.interface(),
+            info.version
+        );
         println!("version  {}", info.version);
         println!("size     {} bytes", info.size);
         println!("sha256   {}", info.sha256);
-        println!("imports  {}", if info.imports.is_empty() { "none".to_owned() } else { info.imports.join(", ") });
+        println!(
+            "imports  {}",
+            if info.imports.is_empty() {
+                "none".to_owned()
+            } else {
+                info.imports.join(", ")
+            }
+        );
         for (sample, outcome) in &results {
             let line = match outcome {
                 serde_json::Value::Object(m) if m.contains_key("ok") => format!("ok {}", m["ok"]),
-                serde_json::Value::Object(m) if m.contains_key("refused") => format!("refused: {}", m["refused"].as_str().unwrap_or_default()),
-                serde_json::Value::Object(m) => format!("FAILED: {}", m["failed"].as_str().unwrap_or_default()),
+                serde_json::Value::Object(m) if m.contains_key("refused") => {
+                    format!("refused: {}", m["refused"].as_str().unwrap_or_default())
+                }
+                serde_json::Value::Object(m) => {
+                    format!("FAILED: {}", m["failed"].as_str().unwrap_or_default())
+                }
                 other => other.to_string(),
             };
             println!("sample   {sample} -> {line}");
         }
     }
     if failed {
-        return Err(Failure::operational("the plugin failed on at least one sample (see above)"));
+        return Err(Failure::operational(
+            "the plugin failed on at least one sample (see above)",
+        ));
     }
     Ok(())
 }

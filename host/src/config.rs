@@ -88,9 +88,14 @@ impl HostConfig {
 
     /// Parse a TOML file (no environment applied).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })
     }
 
     /// Parse TOML text (no environment applied).
@@ -124,7 +129,9 @@ fn env_nonempty(var: &str) -> Option<String> {
 }
 
 fn env_bool(var: &'static str) -> Result<Option<bool>, ConfigError> {
-    let Some(value) = env_nonempty(var) else { return Ok(None) };
+    let Some(value) = env_nonempty(var) else {
+        return Ok(None);
+    };
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(Some(true)),
         "0" | "false" | "no" | "off" => Ok(Some(false)),
@@ -142,7 +149,10 @@ mod tests {
         let config = HostConfig::from_toml(text).expect("example parses");
         let resolver = config.plugins.org_resolver.expect("example has a resolver");
         assert!(resolver.grants.allows(crate::plugin::Capability::Config));
-        assert_eq!(resolver.limits.deadline, std::time::Duration::from_millis(250));
+        assert_eq!(
+            resolver.limits.deadline,
+            std::time::Duration::from_millis(250)
+        );
         assert!(config.tenants);
     }
 

@@ -35,7 +35,9 @@ pub enum HostError {
     )]
     NoResolver,
     /// The resolver says the org does not exist.
-    #[error("org `{org}` not found by {source_name}: create it, or check the resolver's configuration")]
+    #[error(
+        "org `{org}` not found by {source_name}: create it, or check the resolver's configuration"
+    )]
     OrgNotFound {
         /// The org.
         org: OrgId,
@@ -94,7 +96,10 @@ pub struct Host {
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
-            .field("database_url", &self.inner.config.database_url.as_deref().map(redact_url))
+            .field(
+                "database_url",
+                &self.inner.config.database_url.as_deref().map(redact_url),
+            )
             .field("orgs", &self.inner.config.orgs)
             .field("tenants", &self.inner.config.tenants)
             .field("org_resolver", &self.inner.org_resolver)
@@ -122,7 +127,9 @@ impl Host {
             Some(spec) => {
                 let mut spec = spec.clone();
                 if let Some(url) = &config.database_url {
-                    spec.config.entry("database-url".into()).or_insert_with(|| url.clone());
+                    spec.config
+                        .entry("database-url".into())
+                        .or_insert_with(|| url.clone());
                 }
                 Some(load_slot(&runtime, PluginKind::OrgResolver, spec).await?)
             }
@@ -135,20 +142,34 @@ impl Host {
         let watcher = match &config.plugins_dir {
             Some(dir) => {
                 let slots = org_resolver.iter().chain(&tenant_policy).cloned().collect();
-                let watcher = PluginWatcher::start(dir, slots, WATCH_DEBOUNCE)
-                    .map_err(|e| HostError::Watch { dir: dir.clone(), reason: e.to_string() })?;
+                let watcher = PluginWatcher::start(dir, slots, WATCH_DEBOUNCE).map_err(|e| {
+                    HostError::Watch {
+                        dir: dir.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
                 Some(watcher)
             }
             None => None,
         };
         tracing::info!(
-            database_url = config.database_url.as_deref().map(redact_url).unwrap_or_default(),
+            database_url = config
+                .database_url
+                .as_deref()
+                .map(redact_url)
+                .unwrap_or_default(),
             orgs = config.orgs,
             tenants = config.tenants,
             "tenantry host loaded"
         );
         Ok(Self {
-            inner: Arc::new(Inner { config, runtime, org_resolver, tenant_policy, _watcher: watcher }),
+            inner: Arc::new(Inner {
+                config,
+                runtime,
+                org_resolver,
+                tenant_policy,
+                _watcher: watcher,
+            }),
         })
     }
 
@@ -181,8 +202,15 @@ impl Host {
     }
 
     /// Hot-swap the plugin of `kind` with `bytes` (a component or WAT text).
-    pub async fn swap_bytes(&self, kind: PluginKind, bytes: &[u8]) -> Result<SwapOutcome, HostError> {
-        Ok(self.require_slot(kind)?.swap_bytes(bytes, "uploaded plugin", None).await?)
+    pub async fn swap_bytes(
+        &self,
+        kind: PluginKind,
+        bytes: &[u8],
+    ) -> Result<SwapOutcome, HostError> {
+        Ok(self
+            .require_slot(kind)?
+            .swap_bytes(bytes, "uploaded plugin", None)
+            .await?)
     }
 
     /// Put back the plugin that served `kind` before the last swap.
@@ -200,14 +228,28 @@ impl Host {
             let source_name = format!("plugin {}", plugin.name());
             return match plugin.resolve(org.as_str()).await? {
                 Ok(target) => Ok(target),
-                Err(ResolveFailure::NotFound) => Err(HostError::OrgNotFound { org: org.clone(), source_name }),
-                Err(ResolveFailure::Unavailable(reason)) => {
-                    Err(HostError::OrgUnavailable { org: org.clone(), source_name, reason })
-                }
-                Err(ResolveFailure::Invalid(reason)) => Err(HostError::OrgInvalid { org: org.clone(), source_name, reason }),
+                Err(ResolveFailure::NotFound) => Err(HostError::OrgNotFound {
+                    org: org.clone(),
+                    source_name,
+                }),
+                Err(ResolveFailure::Unavailable(reason)) => Err(HostError::OrgUnavailable {
+                    org: org.clone(),
+                    source_name,
+                    reason,
+                }),
+                Err(ResolveFailure::Invalid(reason)) => Err(HostError::OrgInvalid {
+                    org: org.clone(),
+                    source_name,
+                    reason,
+                }),
             };
         }
-        let pattern = self.inner.config.database_url.as_deref().filter(|u| u.contains("{org}"));
+        let pattern = self
+            .inner
+            .config
+            .database_url
+            .as_deref()
+            .filter(|u| u.contains("{org}"));
         let pattern = pattern.ok_or(HostError::NoResolver)?;
         Ok(OrgTarget {
             url: pattern.replace("{org}", &org.db_name()),
@@ -218,12 +260,29 @@ impl Host {
     }
 }
 
-async fn load_slot(runtime: &PluginRuntime, kind: PluginKind, spec: PluginSpec) -> Result<Arc<PluginSlot>, HostError> {
-    let path = spec.path.clone().ok_or(HostError::SlotNotConfigured(kind))?;
+async fn load_slot(
+    runtime: &PluginRuntime,
+    kind: PluginKind,
+    spec: PluginSpec,
+) -> Result<Arc<PluginSlot>, HostError> {
+    let path = spec
+        .path
+        .clone()
+        .ok_or(HostError::SlotNotConfigured(kind))?;
     let plugin = runtime.load_file(Some(kind), spec, &path).await?;
     plugin.self_test().await?;
-    tracing::info!(slot = kind.world(), plugin = plugin.name(), sha = plugin.info().short_sha(), "plugin loaded");
-    Ok(Arc::new(PluginSlot::new(kind.world(), kind, runtime.clone(), plugin)?))
+    tracing::info!(
+        slot = kind.world(),
+        plugin = plugin.name(),
+        sha = plugin.info().short_sha(),
+        "plugin loaded"
+    );
+    Ok(Arc::new(PluginSlot::new(
+        kind.world(),
+        kind,
+        runtime.clone(),
+        plugin,
+    )?))
 }
 
 /// Builds a [`Host`] in code. Unset fields keep [`HostConfig`]'s defaults; nothing is read
@@ -266,13 +325,19 @@ impl HostBuilder {
 
     /// Serve org resolution from the component at `path`, configured by `spec`.
     pub fn org_resolver(mut self, path: impl Into<PathBuf>, spec: PluginSpec) -> Self {
-        self.config.plugins.org_resolver = Some(PluginSpec { path: Some(path.into()), ..spec });
+        self.config.plugins.org_resolver = Some(PluginSpec {
+            path: Some(path.into()),
+            ..spec
+        });
         self
     }
 
     /// Decide tenant isolation with the component at `path`, configured by `spec`.
     pub fn tenant_policy(mut self, path: impl Into<PathBuf>, spec: PluginSpec) -> Self {
-        self.config.plugins.tenant_policy = Some(PluginSpec { path: Some(path.into()), ..spec });
+        self.config.plugins.tenant_policy = Some(PluginSpec {
+            path: Some(path.into()),
+            ..spec
+        });
         self
     }
 

@@ -171,8 +171,21 @@ mod tests {
     fn refuses_hostile_ids() {
         let long = "a".repeat(10 * 1024);
         let hostile = [
-            "", "-acme", "acme-", "Acme", "acme_corp", "../etc", "a/b", "a\0b", "a b",
-            "acme'; drop table x;--", "аcme", /* Cyrillic а */ "ａcme", "a%2fb", "a.b", &long,
+            "",
+            "-acme",
+            "acme-",
+            "Acme",
+            "acme_corp",
+            "../etc",
+            "a/b",
+            "a\0b",
+            "a b",
+            "acme'; drop table x;--",
+            "аcme",
+            /* Cyrillic а */ "ａcme",
+            "a%2fb",
+            "a.b",
+            &long,
         ];
         for bad in hostile {
             assert!(OrgId::new(bad).is_err(), "accepted {bad:?}");
@@ -183,11 +196,16 @@ mod tests {
     #[test]
     fn errors_say_what_to_do() {
         let err = TenantId::new("a/b").unwrap_err().to_string();
-        assert!(err.contains("tenant id \"a/b\" is invalid at position 1"), "{err}");
+        assert!(
+            err.contains("tenant id \"a/b\" is invalid at position 1"),
+            "{err}"
+        );
         assert!(err.contains("a-z, 0-9 and '-'"), "{err}");
         let err = OrgId::new(&"a".repeat(100)).unwrap_err().to_string();
         assert!(err.contains("100 characters long"), "{err}");
-        let err = OrgId::new(&format!("{}\n", "x".repeat(50))).unwrap_err().to_string();
+        let err = OrgId::new(&format!("{}\n", "x".repeat(50)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains('…') && !err.contains('\n'), "{err}");
     }
 }

@@ -23,14 +23,11 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-
 pub mod config;
 mod host;
 pub mod id;
 pub mod plugin;
 pub mod redact;
-
-
 
 pub use config::{ConfigError, HostConfig};
 pub use host::{Host, HostBuilder, HostError};

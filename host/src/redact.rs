@@ -62,7 +62,7 @@ fn mask_password_params(text: &str) -> String {
         let value_start = i + found + "password=".len();
         out.push_str(&text[i..value_start]);
         let value_end = text[value_start..]
-            .find(|c: char| matches!(c, '&' | ';' | ' ' | '\n' | '\t' | '#'))
+            .find(['&', ';', ' ', '\n', '\t', '#'])
             .map_or(text.len(), |n| value_start + n);
         out.push_str(MASK);
         i = value_end;
@@ -82,7 +82,10 @@ mod tests {
             "postgresql://app:***@db:5432/acme"
         );
         assert_eq!(redact_url("postgres://db/acme"), "postgres://db/acme");
-        assert_eq!(redact_url("postgres://app@db/acme"), "postgres://app@db/acme");
+        assert_eq!(
+            redact_url("postgres://app@db/acme"),
+            "postgres://app@db/acme"
+        );
         assert_eq!(redact_url("sqlite://data/acme.db"), "sqlite://data/acme.db");
     }
 

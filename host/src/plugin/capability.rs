@@ -95,7 +95,10 @@ impl From<Vec<Capability>> for Grants {
 
 impl From<Grants> for Vec<Capability> {
     fn from(g: Grants) -> Self {
-        Capability::ALL.into_iter().filter(|&c| g.allows(c)).collect()
+        Capability::ALL
+            .into_iter()
+            .filter(|&c| g.allows(c))
+            .collect()
     }
 }
 
@@ -129,11 +132,16 @@ impl HttpAccess {
                 url.scheme()
             ));
         }
-        let host = url.host_str().ok_or("url has no host")?.to_ascii_lowercase();
+        let host = url
+            .host_str()
+            .ok_or("url has no host")?
+            .to_ascii_lowercase();
         let port = url.port_or_known_default().unwrap_or(80);
         if !self.allows(&host, port) {
             tracing::warn!(plugin, %host, port, "http-get denied: host not on the plugin's allowlist");
-            return Err(format!("host {host}:{port} is not on this plugin's http allowlist"));
+            return Err(format!(
+                "host {host}:{port} is not on this plugin's http allowlist"
+            ));
         }
         let fetch = async {
             let addr = format!("{host}:{port}");
@@ -154,7 +162,10 @@ impl HttpAccess {
                 .header(hyper::header::USER_AGENT, "tenantry-plugin")
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| e.to_string())?;
-            let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
             let status = response.status().as_u16();
             let body = Limited::new(response.into_body(), self.max_body)
                 .collect()
@@ -265,7 +276,10 @@ impl log::Host for PluginState {
     fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let mut message = crate::redact::redact_text(&message);
         if message.len() > MAX_LOG_LINE {
-            let cut = (0..=MAX_LOG_LINE).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=MAX_LOG_LINE)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
             message.truncate(cut);
             message.push('…');
         }
@@ -309,7 +323,9 @@ impl http::Host for PluginState {
     async fn get(&mut self, url: String) -> wasmtime::Result<Result<http::Response, String>> {
         self.require(Capability::Http)?;
         let Some(access) = self.http.clone() else {
-            return Ok(Err("no hosts are allowlisted for this plugin (http-allow is empty)".into()));
+            return Ok(Err(
+                "no hosts are allowlisted for this plugin (http-allow is empty)".into(),
+            ));
         };
         Ok(access.get(&self.plugin, &url).await)
     }

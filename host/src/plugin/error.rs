@@ -101,7 +101,9 @@ pub enum PluginError {
         message: String,
     },
     /// The call used up its fuel budget.
-    #[error("plugin {plugin} ({sha}) ran out of fuel after {fuel} units: it loops or does too much work per call; raise limits.fuel if this is expected")]
+    #[error(
+        "plugin {plugin} ({sha}) ran out of fuel after {fuel} units: it loops or does too much work per call; raise limits.fuel if this is expected"
+    )]
     OutOfFuel {
         /// Plugin name.
         plugin: String,
@@ -111,7 +113,9 @@ pub enum PluginError {
         fuel: u64,
     },
     /// The call ran past its wall-clock deadline.
-    #[error("plugin {plugin} ({sha}) exceeded its deadline of {deadline:?}; raise limits.deadline-ms if this is expected")]
+    #[error(
+        "plugin {plugin} ({sha}) exceeded its deadline of {deadline:?}; raise limits.deadline-ms if this is expected"
+    )]
     DeadlineExceeded {
         /// Plugin name.
         plugin: String,
@@ -121,7 +125,9 @@ pub enum PluginError {
         deadline: Duration,
     },
     /// The guest tried to grow memory or a table past its cap.
-    #[error("plugin {plugin} ({sha}) hit its {resource} limit of {limit}; raise limits.{resource} if this is expected")]
+    #[error(
+        "plugin {plugin} ({sha}) hit its {resource} limit of {limit}; raise limits.{resource} if this is expected"
+    )]
     MemoryLimit {
         /// Plugin name.
         plugin: String,
@@ -133,7 +139,9 @@ pub enum PluginError {
         limit: usize,
     },
     /// The guest called an import it was not granted.
-    #[error("plugin {plugin} ({sha}) called `{capability}` but was not granted it: add \"{capability}\" to the plugin's `grants` if it should have it")]
+    #[error(
+        "plugin {plugin} ({sha}) called `{capability}` but was not granted it: add \"{capability}\" to the plugin's `grants` if it should have it"
+    )]
     NotGranted {
         /// Plugin name.
         plugin: String,

@@ -40,10 +40,14 @@ pub(crate) fn to_component_binary(bytes: &[u8], what: &str) -> Result<Vec<u8>, P
     let binary = if bytes.starts_with(b"\0asm") {
         bytes.to_vec()
     } else {
-        let text = std::str::from_utf8(bytes).map_err(|_| PluginError::NotWasm { what: what.into() })?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| PluginError::NotWasm { what: what.into() })?;
         wat::parse_str(text).map_err(|e| {
             if looks_like_wat(text) {
-                PluginError::Compile { what: what.into(), reason: format!("invalid WAT: {e}") }
+                PluginError::Compile {
+                    what: what.into(),
+                    reason: format!("invalid WAT: {e}"),
+                }
             } else {
                 PluginError::NotWasm { what: what.into() }
             }
@@ -91,7 +95,11 @@ pub fn inspect_component(
         }
     }
     let Some((kind, interface, version)) = found else {
-        let shown = if exports.is_empty() { "no exports".to_owned() } else { format!("exports {exports:?}") };
+        let shown = if exports.is_empty() {
+            "no exports".to_owned()
+        } else {
+            format!("exports {exports:?}")
+        };
         return Err(PluginError::WrongWorld {
             what: what.into(),
             expected: describe_world(expected),
@@ -120,7 +128,10 @@ pub fn inspect_component(
             .and_then(|rest| rest.split_once('@'))
             .is_some_and(|(iface, v)| IMPORTABLE.contains(&iface) && v == SUPPORTED_VERSION);
         if !known {
-            return Err(PluginError::UnknownImport { what: what.into(), import: import.clone() });
+            return Err(PluginError::UnknownImport {
+                what: what.into(),
+                import: import.clone(),
+            });
         }
     }
     Ok(ComponentInfo {

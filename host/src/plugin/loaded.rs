@@ -54,8 +54,17 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
-    pub(crate) fn new(runtime: PluginRuntime, spec: PluginSpec, info: ComponentInfo, prepared: Prepared) -> Self {
-        let name: Arc<str> = spec.name.clone().unwrap_or_else(|| format!("{}-{}", info.kind, info.short_sha())).into();
+    pub(crate) fn new(
+        runtime: PluginRuntime,
+        spec: PluginSpec,
+        info: ComponentInfo,
+        prepared: Prepared,
+    ) -> Self {
+        let name: Arc<str> = spec
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", info.kind, info.short_sha()))
+            .into();
         let http = (!spec.http_allow.is_empty())
             .then(|| Arc::new(HttpAccess::new(spec.http_allow.clone(), &spec.limits)));
         Self {
@@ -96,7 +105,9 @@ impl LoadedPlugin {
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Fuel and the deadline cover instantiation too: a guest's start function counts.
-        store.set_fuel(limits.fuel).expect("fuel is enabled on the engine");
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel is enabled on the engine");
         let deadline = Instant::now() + limits.deadline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -114,24 +125,45 @@ impl LoadedPlugin {
         let sha = self.info.short_sha().to_owned();
         let state = store.data();
         if let Some(capability) = state.denied {
-            return PluginError::NotGranted { plugin, sha, capability };
+            return PluginError::NotGranted {
+                plugin,
+                sha,
+                capability,
+            };
         }
         if let Some(resource) = state.limiter.hit {
             let limit = match resource {
                 "memory-bytes" => state.limiter.memory_bytes,
                 _ => state.limiter.table_elements,
             };
-            return PluginError::MemoryLimit { plugin, sha, resource, limit };
+            return PluginError::MemoryLimit {
+                plugin,
+                sha,
+                resource,
+                limit,
+            };
         }
         if err.downcast_ref::<DeadlinePassed>().is_some() {
-            return PluginError::DeadlineExceeded { plugin, sha, deadline: self.spec.limits.deadline };
+            return PluginError::DeadlineExceeded {
+                plugin,
+                sha,
+                deadline: self.spec.limits.deadline,
+            };
         }
         match err.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => {
-                return PluginError::OutOfFuel { plugin, sha, fuel: self.spec.limits.fuel };
+                return PluginError::OutOfFuel {
+                    plugin,
+                    sha,
+                    fuel: self.spec.limits.fuel,
+                };
             }
             Some(Trap::Interrupt) => {
-                return PluginError::DeadlineExceeded { plugin, sha, deadline: self.spec.limits.deadline };
+                return PluginError::DeadlineExceeded {
+                    plugin,
+                    sha,
+                    deadline: self.spec.limits.deadline,
+                };
             }
             _ => {}
         }
@@ -145,7 +177,11 @@ impl LoadedPlugin {
         if let Some(words) = &state.last_words {
             message = format!("{message}; the plugin's last message: {words}");
         }
-        PluginError::Trap { plugin, sha, message }
+        PluginError::Trap {
+            plugin,
+            sha,
+            message,
+        }
     }
 
     fn bad_answer(&self, reason: String) -> PluginError {
@@ -169,19 +205,28 @@ impl LoadedPlugin {
     /// The outer `Result` is the sandbox's verdict (did the plugin behave?); the inner one
     /// is the plugin's answer. Ids are passed as given: validate them first (see
     /// [`OrgId`](crate::OrgId)).
-    pub async fn resolve(&self, org_id: &str) -> Result<Result<OrgTarget, ResolveFailure>, PluginError> {
+    pub async fn resolve(
+        &self,
+        org_id: &str,
+    ) -> Result<Result<OrgTarget, ResolveFailure>, PluginError> {
         let result = self.resolve_inner(org_id).await;
         self.finish(result)
     }
 
-    async fn resolve_inner(&self, org_id: &str) -> Result<Result<OrgTarget, ResolveFailure>, PluginError> {
+    async fn resolve_inner(
+        &self,
+        org_id: &str,
+    ) -> Result<Result<OrgTarget, ResolveFailure>, PluginError> {
         let Prepared::Resolver(pre) = &self.prepared else {
             return Err(self.wrong_kind(PluginKind::OrgResolver));
         };
         let mut store = self.new_store();
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
-            instance.tenantry_plugin_resolver().call_resolve(&mut store, org_id).await
+            instance
+                .tenantry_plugin_resolver()
+                .call_resolve(&mut store, org_id)
+                .await
         };
         let answer = match call.await {
             Ok(answer) => answer,
@@ -192,9 +237,14 @@ impl LoadedPlugin {
             Ok(t) => {
                 let size = t.url.len()
                     + t.region.as_ref().map_or(0, String::len)
-                    + t.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                    + t.labels
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>();
                 if size > limit {
-                    return Err(self.bad_answer(format!("answer is {size} bytes; the limit is {limit} (limits.answer-bytes)")));
+                    return Err(self.bad_answer(format!(
+                        "answer is {size} bytes; the limit is {limit} (limits.answer-bytes)"
+                    )));
                 }
                 check_url(&t.url).map_err(|r| self.bad_answer(r))?;
                 Ok(Ok(OrgTarget {
@@ -205,18 +255,28 @@ impl LoadedPlugin {
                 }))
             }
             Err(types::ResolveError::NotFound) => Ok(Err(ResolveFailure::NotFound)),
-            Err(types::ResolveError::Unavailable(m)) => Ok(Err(ResolveFailure::Unavailable(self.message(m)?))),
-            Err(types::ResolveError::Invalid(m)) => Ok(Err(ResolveFailure::Invalid(self.message(m)?))),
+            Err(types::ResolveError::Unavailable(m)) => {
+                Ok(Err(ResolveFailure::Unavailable(self.message(m)?)))
+            }
+            Err(types::ResolveError::Invalid(m)) => {
+                Ok(Err(ResolveFailure::Invalid(self.message(m)?)))
+            }
         }
     }
 
     /// Ask a tenant policy how `request.tenant` must be isolated.
-    pub async fn scope(&self, request: &ScopeRequest) -> Result<Result<TenantScope, ScopeDenial>, PluginError> {
+    pub async fn scope(
+        &self,
+        request: &ScopeRequest,
+    ) -> Result<Result<TenantScope, ScopeDenial>, PluginError> {
         let result = self.scope_inner(request).await;
         self.finish(result)
     }
 
-    async fn scope_inner(&self, request: &ScopeRequest) -> Result<Result<TenantScope, ScopeDenial>, PluginError> {
+    async fn scope_inner(
+        &self,
+        request: &ScopeRequest,
+    ) -> Result<Result<TenantScope, ScopeDenial>, PluginError> {
         let Prepared::Policy(pre) = &self.prepared else {
             return Err(self.wrong_kind(PluginKind::TenantPolicy));
         };
@@ -227,13 +287,19 @@ impl LoadedPlugin {
             principal: request
                 .principal
                 .as_ref()
-                .map(|(subject, claims)| types::Principal { subject: subject.clone(), claims: claims.clone() }),
+                .map(|(subject, claims)| types::Principal {
+                    subject: subject.clone(),
+                    claims: claims.clone(),
+                }),
             org_labels: request.org_labels.clone(),
         };
         let mut store = self.new_store();
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
-            instance.tenantry_plugin_policy().call_scope(&mut store, &wit_request).await
+            instance
+                .tenantry_plugin_policy()
+                .call_scope(&mut store, &wit_request)
+                .await
         };
         let answer = match call.await {
             Ok(answer) => answer,
@@ -250,7 +316,10 @@ impl LoadedPlugin {
                     }
                     types::Isolation::Database(url) => {
                         if url.len() > limit {
-                            return Err(self.bad_answer(format!("database url is {} bytes; the limit is {limit}", url.len())));
+                            return Err(self.bad_answer(format!(
+                                "database url is {} bytes; the limit is {limit}",
+                                url.len()
+                            )));
                         }
                         check_url(&url).map_err(|r| self.bad_answer(r))?;
                         Isolation::Database(url)
@@ -258,7 +327,9 @@ impl LoadedPlugin {
                 };
                 let size: usize = s.settings.iter().map(|(k, v)| k.len() + v.len()).sum();
                 if size > limit {
-                    return Err(self.bad_answer(format!("settings are {size} bytes; the limit is {limit}")));
+                    return Err(
+                        self.bad_answer(format!("settings are {size} bytes; the limit is {limit}"))
+                    );
                 }
                 for (name, _) in &s.settings {
                     check_identifier("setting", name).map_err(|r| self.bad_answer(r))?;
@@ -273,7 +344,9 @@ impl LoadedPlugin {
             }
             Err(types::Denial::NotFound) => Ok(Err(ScopeDenial::NotFound)),
             Err(types::Denial::Forbidden(m)) => Ok(Err(ScopeDenial::Forbidden(self.message(m)?))),
-            Err(types::Denial::Unavailable(m)) => Ok(Err(ScopeDenial::Unavailable(self.message(m)?))),
+            Err(types::Denial::Unavailable(m)) => {
+                Ok(Err(ScopeDenial::Unavailable(self.message(m)?)))
+            }
             Err(types::Denial::Invalid(m)) => Ok(Err(ScopeDenial::Invalid(self.message(m)?))),
         }
     }
@@ -282,7 +355,10 @@ impl LoadedPlugin {
     fn message(&self, m: String) -> Result<String, PluginError> {
         let limit = self.spec.limits.answer_bytes;
         if m.len() > limit {
-            return Err(self.bad_answer(format!("error message is {} bytes; the limit is {limit}", m.len())));
+            return Err(self.bad_answer(format!(
+                "error message is {} bytes; the limit is {limit}",
+                m.len()
+            )));
         }
         Ok(crate::redact::redact_text(&m))
     }
@@ -300,12 +376,19 @@ impl LoadedPlugin {
     /// [`PluginError`]. Typed refusals such as not-found are fine.
     pub async fn self_test(&self) -> Result<(), PluginError> {
         let probe = ["tenantry-self-test".to_owned()];
-        let samples = if self.spec.samples.is_empty() { &probe[..] } else { &self.spec.samples[..] };
+        let samples = if self.spec.samples.is_empty() {
+            &probe[..]
+        } else {
+            &self.spec.samples[..]
+        };
         for sample in samples {
             let outcome = match self.info.kind {
                 PluginKind::OrgResolver => self.resolve(sample).await.map(drop),
                 PluginKind::TenantPolicy => {
-                    let request = ScopeRequest { tenant: sample.clone(), ..ScopeRequest::default() };
+                    let request = ScopeRequest {
+                        tenant: sample.clone(),
+                        ..ScopeRequest::default()
+                    };
                     self.scope(&request).await.map(drop)
                 }
             };
@@ -325,5 +408,8 @@ impl LoadedPlugin {
 /// Keep the first occurrence of each key.
 fn dedup(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();
-    pairs.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect()
+    pairs
+        .into_iter()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .collect()
 }

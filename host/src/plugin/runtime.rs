@@ -92,7 +92,10 @@ impl Ticker {
                 }
             })
             .expect("spawning the epoch thread");
-        Self { stop, thread: Some(thread) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -125,7 +128,9 @@ pub struct PluginRuntime {
 
 impl std::fmt::Debug for PluginRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginRuntime").field("options", &self.inner.options).finish()
+        f.debug_struct("PluginRuntime")
+            .field("options", &self.inner.options)
+            .finish()
     }
 }
 
@@ -207,12 +212,16 @@ impl PluginRuntime {
     ) -> Result<LoadedPlugin, PluginError> {
         let bytes = tokio::fs::read(path)
             .await
-            .map_err(|source| PluginError::Io { path: path.into(), source })?;
+            .map_err(|source| PluginError::Io {
+                path: path.into(),
+                source,
+            })?;
         let mut spec = spec;
         if spec.name.is_none() {
             spec.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         }
-        self.load(expected, spec, &bytes, &path.display().to_string()).await
+        self.load(expected, spec, &bytes, &path.display().to_string())
+            .await
     }
 
     /// Check, compile (or fetch from the cache) and link a component.
@@ -232,15 +241,23 @@ impl PluginRuntime {
         if let Some(pin) = &spec.sha256
             && !pin.eq_ignore_ascii_case(&sha)
         {
-            return Err(PluginError::PinMismatch { what: what.into(), expected: pin.clone(), found: sha });
+            return Err(PluginError::PinMismatch {
+                what: what.into(),
+                expected: pin.clone(),
+                found: sha,
+            });
         }
         let this = self.clone();
         let what_owned = what.to_owned();
         let (component, binary) = tokio::task::spawn_blocking(move || {
-            this.compile_cached(&binary, &sha, &what_owned).map(|c| (c, binary))
+            this.compile_cached(&binary, &sha, &what_owned)
+                .map(|c| (c, binary))
         })
         .await
-        .map_err(|e| PluginError::Compile { what: what.into(), reason: e.to_string() })??;
+        .map_err(|e| PluginError::Compile {
+            what: what.into(),
+            reason: e.to_string(),
+        })??;
         let info = inspect_component(&self.inner.engine, &component, &binary, what, expected)?;
         let link_err = |e: wasmtime::Error| PluginError::Compile {
             what: what.into(),
@@ -248,24 +265,46 @@ impl PluginRuntime {
         };
         let prepared = match info.kind {
             PluginKind::OrgResolver => {
-                let pre = self.inner.resolver_linker.instantiate_pre(&component).map_err(link_err)?;
+                let pre = self
+                    .inner
+                    .resolver_linker
+                    .instantiate_pre(&component)
+                    .map_err(link_err)?;
                 Prepared::Resolver(resolver_world::OrgResolverPre::new(pre).map_err(link_err)?)
             }
             PluginKind::TenantPolicy => {
-                let pre = self.inner.policy_linker.instantiate_pre(&component).map_err(link_err)?;
+                let pre = self
+                    .inner
+                    .policy_linker
+                    .instantiate_pre(&component)
+                    .map_err(link_err)?;
                 Prepared::Policy(policy_world::TenantPolicyPre::new(pre).map_err(link_err)?)
             }
         };
         let mut spec = spec;
-        spec.limits.memory_bytes = spec.limits.memory_bytes.min(self.inner.options.max_memory_bytes);
+        spec.limits.memory_bytes = spec
+            .limits
+            .memory_bytes
+            .min(self.inner.options.max_memory_bytes);
         Ok(LoadedPlugin::new(self.clone(), spec, info, prepared))
     }
 
-    fn compile_cached(&self, binary: &[u8], sha: &str, what: &str) -> Result<Component, PluginError> {
+    fn compile_cached(
+        &self,
+        binary: &[u8],
+        sha: &str,
+        what: &str,
+    ) -> Result<Component, PluginError> {
         let engine = &self.inner.engine;
-        let compile_err = |e: wasmtime::Error| PluginError::Compile { what: what.into(), reason: format!("{e:#}") };
+        let compile_err = |e: wasmtime::Error| PluginError::Compile {
+            what: what.into(),
+            reason: format!("{e:#}"),
+        };
         let Some(dir) = &self.inner.options.cache_dir else {
-            self.inner.stats.compilations.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .stats
+                .compilations
+                .fetch_add(1, Ordering::Relaxed);
             return Component::new(engine, binary).map_err(compile_err);
         };
         let path = dir.join(format!("{sha}-{}.cwasm", self.inner.engine_key));
@@ -276,10 +315,15 @@ impl PluginRuntime {
                     tracing::debug!(what, cache = %path.display(), "loaded precompiled plugin");
                     return Ok(component);
                 }
-                Err(e) => tracing::warn!(what, cache = %path.display(), error = %e, "discarding unusable precompiled plugin"),
+                Err(e) => {
+                    tracing::warn!(what, cache = %path.display(), error = %e, "discarding unusable precompiled plugin")
+                }
             }
         }
-        self.inner.stats.compilations.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .compilations
+            .fetch_add(1, Ordering::Relaxed);
         let artifact = engine.precompile_component(binary).map_err(compile_err)?;
         if let Err(e) = store_atomically(dir, &path, &artifact) {
             tracing::warn!(what, cache = %dir.display(), error = %e, "cannot write the compile cache; continuing without it");
@@ -292,24 +336,35 @@ impl PluginRuntime {
     pub(crate) fn count_call(&self, failed: bool) {
         self.inner.stats.calls.fetch_add(1, Ordering::Relaxed);
         if failed {
-            self.inner.stats.call_failures.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .stats
+                .call_failures
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
 /// Load a precompiled component from the cache directory.
+///
+/// The file is read into memory rather than mapped: a mapped file that someone truncates
+/// or rewrites in place would crash the process with SIGBUS the next time a plugin runs.
 #[allow(unsafe_code)]
 fn load_precompiled(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: `deserialize_file` trusts its input to be an artifact produced by
+    let bytes = std::fs::read(path)?;
+    // SAFETY: `deserialize` trusts its input to be an artifact produced by
     // `Engine::precompile_component` for a compatible engine. The file's name carries the
     // engine's compatibility hash, wasmtime re-checks the header, and only this runtime
     // writes the directory (atomically, via rename), which the docs require to be private.
-    unsafe { Component::deserialize_file(engine, path) }
+    unsafe { Component::deserialize(engine, &bytes) }
 }
 
 fn store_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }

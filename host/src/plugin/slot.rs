@@ -52,7 +52,12 @@ impl std::fmt::Debug for PluginSlot {
 
 impl PluginSlot {
     /// A slot serving `initial`, which must implement `kind`.
-    pub fn new(name: impl Into<String>, kind: PluginKind, runtime: PluginRuntime, initial: LoadedPlugin) -> Result<Self, PluginError> {
+    pub fn new(
+        name: impl Into<String>,
+        kind: PluginKind,
+        runtime: PluginRuntime,
+        initial: LoadedPlugin,
+    ) -> Result<Self, PluginError> {
         let name = name.into();
         if initial.info().kind != kind {
             return Err(PluginError::WrongWorld {
@@ -95,15 +100,19 @@ impl PluginSlot {
     /// (grants, config, limits, samples) unless `spec` is given.
     ///
     /// On any failure the current plugin keeps serving and the error says why.
-    pub async fn swap_bytes(&self, bytes: &[u8], what: &str, spec: Option<PluginSpec>) -> Result<SwapOutcome, PluginError> {
+    pub async fn swap_bytes(
+        &self,
+        bytes: &[u8],
+        what: &str,
+        spec: Option<PluginSpec>,
+    ) -> Result<SwapOutcome, PluginError> {
         let mut previous = self.previous.lock().await;
         let old = self.current.load_full();
         let mut spec = spec.unwrap_or_else(|| old.spec().clone());
         // A pin protects the running plugin; a swap is an explicit decision to replace it.
         spec.sha256 = None;
         let candidate = self.runtime.load(Some(self.kind), spec, bytes, what).await;
-        let candidate = candidate.and_then(|c| Ok(Arc::new(c)));
-        let candidate = match candidate {
+        let candidate = match candidate.map(Arc::new) {
             Ok(c) => c,
             Err(e) => return Err(self.rejected(e)),
         };
@@ -116,18 +125,28 @@ impl PluginSlot {
     }
 
     /// Replace the plugin with the component at `path`.
-    pub async fn swap_file(&self, path: &Path, spec: Option<PluginSpec>) -> Result<SwapOutcome, PluginError> {
-        let bytes = tokio::fs::read(path)
+    pub async fn swap_file(
+        &self,
+        path: &Path,
+        spec: Option<PluginSpec>,
+    ) -> Result<SwapOutcome, PluginError> {
+        let bytes = tokio::fs::read(path).await.map_err(|source| {
+            self.rejected(PluginError::Io {
+                path: path.into(),
+                source,
+            })
+        })?;
+        self.swap_bytes(&bytes, &path.display().to_string(), spec)
             .await
-            .map_err(|source| self.rejected(PluginError::Io { path: path.into(), source }))?;
-        self.swap_bytes(&bytes, &path.display().to_string(), spec).await
     }
 
     /// Put the previous plugin back (the current one becomes the new "previous").
     pub async fn rollback(&self) -> Result<SwapOutcome, PluginError> {
         let mut previous = self.previous.lock().await;
         let Some(back) = previous.take() else {
-            return Err(PluginError::NothingToRollBack { slot: self.name.clone() });
+            return Err(PluginError::NothingToRollBack {
+                slot: self.name.clone(),
+            });
         };
         let old = self.current.load_full();
         let outcome = self.install(back, old.clone());

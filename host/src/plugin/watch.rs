@@ -34,20 +34,27 @@ impl PluginWatcher {
     ///
     /// A file that fails to load or self-test is logged and left alone; the slot keeps its
     /// current plugin, and the next write to the file is tried again.
-    pub fn start(dir: &Path, slots: Vec<Arc<PluginSlot>>, debounce: Duration) -> notify::Result<Self> {
+    pub fn start(
+        dir: &Path,
+        slots: Vec<Arc<PluginSlot>>,
+        debounce: Duration,
+    ) -> notify::Result<Self> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event
-                && (event.kind.is_create() || event.kind.is_modify())
-            {
-                for path in event.paths {
-                    let _ = tx.send(path);
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event
+                    && (event.kind.is_create() || event.kind.is_modify())
+                {
+                    for path in event.paths {
+                        let _ = tx.send(path);
+                    }
                 }
-            }
-        })?;
+            })?;
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
-        let by_file: HashMap<String, Arc<PluginSlot>> =
-            slots.into_iter().map(|s| (format!("{}.wasm", s.name().replace('/', "--")), s)).collect();
+        let by_file: HashMap<String, Arc<PluginSlot>> = slots
+            .into_iter()
+            .map(|s| (format!("{}.wasm", s.name().replace('/', "--")), s))
+            .collect();
         let task = tokio::spawn(async move {
             let mut pending: HashMap<PathBuf, ()> = HashMap::new();
             loop {
@@ -58,11 +65,16 @@ impl PluginWatcher {
                         Ok(next) => next,
                         Err(_) => {
                             for (path, ()) in pending.drain() {
-                                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                                let name =
+                                    path.file_name().map(|n| n.to_string_lossy().into_owned());
                                 if let Some(slot) = name.and_then(|n| by_file.get(&n)) {
                                     match slot.swap_file(&path, None).await {
-                                        Ok(o) => tracing::info!(slot = %o.slot, sha = %o.sha256, "watched file swapped in"),
-                                        Err(e) => tracing::warn!(path = %path.display(), error = %e, "watched file rejected"),
+                                        Ok(o) => {
+                                            tracing::info!(slot = %o.slot, sha = %o.sha256, "watched file swapped in")
+                                        }
+                                        Err(e) => {
+                                            tracing::warn!(path = %path.display(), error = %e, "watched file rejected")
+                                        }
                                     }
                                 }
                             }
@@ -78,6 +90,9 @@ impl PluginWatcher {
                 }
             }
         });
-        Ok(Self { _watcher: watcher, task })
+        Ok(Self {
+            _watcher: watcher,
+            task,
+        })
     }
 }

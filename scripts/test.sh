@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the guest toolchain, builds every
+# guest plugin from source, starts a throwaway PostgreSQL on loopback, runs the lints and
+# all tests against it, and stops it again. Re-running skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> %s\n' "$*"; }
+
+step "guest toolchain"
+scripts/install-guest-toolchain.sh rust
+step "guest plugins (built from source)"
+scripts/build-plugins.sh
+
+step "PostgreSQL"
+pgdir=$(mktemp -d /tmp/tenantry-pg.XXXXXX)
+trap 'scripts/postgres.sh stop "$pgdir"' EXIT
+eval "$(scripts/postgres.sh start "$pgdir")"
+echo "listening on 127.0.0.1:$TENANTRY_TEST_PG_PORT"
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo fmt --manifest-path resolvers/Cargo.toml --all -- --check
+cargo clippy --manifest-path resolvers/Cargo.toml --workspace --all-targets --quiet -- -D warnings
+
+step "tests"
+cargo test --manifest-path resolvers/Cargo.toml --workspace --quiet
+cargo test --workspace
