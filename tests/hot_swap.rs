@@ -44,6 +44,7 @@ async fn url(host: &Host) -> String {
         .await
         .expect("resolves")
         .url
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -402,3 +402,44 @@ async fn second_load_with_a_warm_cache_skips_compilation() {
         "postgres://db/acme"
     );
 }
+
+#[tokio::test]
+async fn instances_are_fresh_per_call_unless_reuse_is_asked_for() {
+    let rt = runtime();
+    let count =
+        |p: Arc<LoadedPlugin>| async move { p.resolve("count").await.unwrap().unwrap().url };
+    let fresh = hostile(&rt, Grants::NONE).await;
+    for _ in 0..3 {
+        assert_eq!(
+            count(fresh.clone()).await,
+            "postgres://db/count-1",
+            "state leaked between calls"
+        );
+    }
+    let spec = PluginSpec {
+        reuse_instances: true,
+        limits: limits(),
+        ..PluginSpec::default()
+    };
+    let reused = Arc::new(
+        rt.load_file(None, spec, &plugin("test-hostile"))
+            .await
+            .unwrap(),
+    );
+    for n in 1..=3 {
+        assert_eq!(
+            count(reused.clone()).await,
+            format!("postgres://db/count-{n}")
+        );
+    }
+    // A failed call discards its instance; limits still apply to warm instances.
+    assert!(matches!(
+        reused.resolve("loop").await,
+        Err(PluginError::OutOfFuel { .. })
+    ));
+    assert!(matches!(
+        reused.resolve("panic").await,
+        Err(PluginError::Trap { .. })
+    ));
+    assert_eq!(count(reused.clone()).await, "postgres://db/count-1");
+}

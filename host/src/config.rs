@@ -74,6 +74,8 @@ pub struct HostConfig {
     pub engine: EngineOptions,
     /// Plugins by slot (`[plugins.org-resolver]`, `[plugins.tenant-policy]`).
     pub plugins: PluginsConfig,
+    /// The org resolution pipeline (`[resolve]`): cache, breakers, retries, fallback.
+    pub resolve: crate::resolve::ResolveOptions,
 }
 
 impl HostConfig {
@@ -154,6 +156,11 @@ mod tests {
             std::time::Duration::from_millis(250)
         );
         assert!(config.tenants);
+        assert_eq!(
+            config.resolve,
+            crate::resolve::ResolveOptions::default(),
+            "documented defaults drifted"
+        );
     }
 
     #[test]

@@ -4,13 +4,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, HostConfig};
 use crate::id::{IdError, OrgId};
 use crate::plugin::{
     EngineOptions, OrgTarget, PluginError, PluginKind, PluginRuntime, PluginSlot, PluginSpec,
-    PluginWatcher, ResolveFailure, SwapOutcome,
+    PluginWatcher, SwapOutcome,
 };
 use crate::redact::redact_url;
+use crate::resolve::{
+    BreakerOverride, BreakerState, OrgHealth, PreloadReport, Resolution, ResolveError,
+    ResolveOptions, Resolver, ResolverMetrics, Source,
+};
 
 /// How long watched-directory writes must be quiet before a swap is attempted.
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
@@ -28,42 +33,9 @@ pub enum HostError {
     /// An id was refused.
     #[error(transparent)]
     Id(#[from] IdError),
-    /// No way to find an org's database was configured.
-    #[error(
-        "no org resolver: set DATABASE_URL to a pattern containing {{org}} \
-         (e.g. sqlite://data/{{org}}.db) or configure [plugins.org-resolver]"
-    )]
-    NoResolver,
-    /// The resolver says the org does not exist.
-    #[error(
-        "org `{org}` not found by {source_name}: create it, or check the resolver's configuration"
-    )]
-    OrgNotFound {
-        /// The org.
-        org: OrgId,
-        /// Which resolver answered.
-        source_name: String,
-    },
-    /// The resolver could not answer now.
-    #[error("org `{org}` cannot be resolved right now ({source_name}): {reason}")]
-    OrgUnavailable {
-        /// The org.
-        org: OrgId,
-        /// Which resolver answered.
-        source_name: String,
-        /// Why (secrets redacted).
-        reason: String,
-    },
-    /// The resolver refused the id or is misconfigured.
-    #[error("org `{org}` was refused by {source_name}: {reason}")]
-    OrgInvalid {
-        /// The org.
-        org: OrgId,
-        /// Which resolver answered.
-        source_name: String,
-        /// Why (secrets redacted).
-        reason: String,
-    },
+    /// An org could not be resolved.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
     /// A plugin slot was addressed that is not configured.
     #[error("no {0} plugin is configured: add [plugins.{0}] with a `path` to the config")]
     SlotNotConfigured(PluginKind),
@@ -80,6 +52,7 @@ pub enum HostError {
 struct Inner {
     config: HostConfig,
     runtime: PluginRuntime,
+    resolver: Resolver,
     org_resolver: Option<Arc<PluginSlot>>,
     tenant_policy: Option<Arc<PluginSlot>>,
     _watcher: Option<PluginWatcher>,
@@ -122,6 +95,10 @@ impl Host {
     /// Build the engine, load and self-test the configured plugins, and start watching
     /// the plugins directory if one is configured. Must run inside a tokio runtime.
     pub async fn load(config: HostConfig) -> Result<Self, HostError> {
+        Self::load_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    async fn load_with_clock(config: HostConfig, clock: Arc<dyn Clock>) -> Result<Self, HostError> {
         let runtime = PluginRuntime::new(config.engine.clone())?;
         let org_resolver = match &config.plugins.org_resolver {
             Some(spec) => {
@@ -152,6 +129,12 @@ impl Host {
             }
             None => None,
         };
+        let source = match (&org_resolver, &config.database_url) {
+            (Some(slot), _) => Source::Plugin(slot.clone()),
+            (None, Some(url)) if url.contains("{org}") => Source::Pattern(url.clone()),
+            (None, _) => Source::None,
+        };
+        let resolver = Resolver::new(config.resolve.clone(), source, clock);
         tracing::info!(
             database_url = config
                 .database_url
@@ -166,6 +149,7 @@ impl Host {
             inner: Arc::new(Inner {
                 config,
                 runtime,
+                resolver,
                 org_resolver,
                 tenant_policy,
                 _watcher: watcher,
@@ -221,42 +205,58 @@ impl Host {
     /// Find where `org` lives: through the org-resolver plugin when one is configured,
     /// otherwise by substituting the id into `DATABASE_URL`'s `{org}` pattern.
     ///
-    /// Fails closed: an org that cannot be resolved is an error, never a guessed URL.
-    pub async fn resolve_org(&self, org: &OrgId) -> Result<OrgTarget, HostError> {
-        if let Some(slot) = &self.inner.org_resolver {
-            let plugin = slot.current();
-            let source_name = format!("plugin {}", plugin.name());
-            return match plugin.resolve(org.as_str()).await? {
-                Ok(target) => Ok(target),
-                Err(ResolveFailure::NotFound) => Err(HostError::OrgNotFound {
-                    org: org.clone(),
-                    source_name,
-                }),
-                Err(ResolveFailure::Unavailable(reason)) => Err(HostError::OrgUnavailable {
-                    org: org.clone(),
-                    source_name,
-                    reason,
-                }),
-                Err(ResolveFailure::Invalid(reason)) => Err(HostError::OrgInvalid {
-                    org: org.clone(),
-                    source_name,
-                    reason,
-                }),
-            };
-        }
-        let pattern = self
-            .inner
-            .config
-            .database_url
-            .as_deref()
-            .filter(|u| u.contains("{org}"));
-        let pattern = pattern.ok_or(HostError::NoResolver)?;
-        Ok(OrgTarget {
-            url: pattern.replace("{org}", &org.db_name()),
-            region: None,
-            ttl: None,
-            labels: Vec::new(),
-        })
+    /// Goes through the pipeline described in [`crate::resolve`]: cache (single-flight),
+    /// circuit breaker, retries, timeout, explicit fallback. Fails closed: an org that
+    /// cannot be resolved is an error, never a guessed URL.
+    pub async fn resolve_org(&self, org: &OrgId) -> Result<Arc<OrgTarget>, HostError> {
+        Ok(self.inner.resolver.resolve(org).await?.target)
+    }
+
+    /// Like [`resolve_org`](Self::resolve_org), also saying where the answer came from.
+    pub async fn resolution(&self, org: &OrgId) -> Result<Resolution, HostError> {
+        Ok(self.inner.resolver.resolve(org).await?)
+    }
+
+    /// Resolve `org` bypassing the cache and replace its cached answer. On failure the
+    /// previous cached answer (if any) stays.
+    pub async fn refresh_org(&self, org: &OrgId) -> Result<Resolution, HostError> {
+        Ok(self.inner.resolver.refresh(org).await?)
+    }
+
+    /// Drop the cached answer for `org`, or every cached answer.
+    pub async fn clear_org_cache(&self, org: Option<&OrgId>) {
+        self.inner.resolver.clear(org).await;
+    }
+
+    /// Resolve many orgs concurrently (at most `concurrency` at once) to warm the cache;
+    /// reports each org's failure instead of stopping at the first.
+    pub async fn preload_orgs(&self, orgs: Vec<OrgId>, concurrency: usize) -> PreloadReport {
+        self.inner.resolver.preload(orgs, concurrency).await
+    }
+
+    /// Force `org`'s circuit breaker open or closed until [`reset_org_breaker`](Self::reset_org_breaker).
+    pub fn set_org_breaker(&self, org: &OrgId, to: BreakerOverride) {
+        self.inner.resolver.force_breaker(org, to);
+    }
+
+    /// Close `org`'s breaker and forget its failures.
+    pub fn reset_org_breaker(&self, org: &OrgId) {
+        self.inner.resolver.reset_breaker(org);
+    }
+
+    /// The state of `org`'s breaker.
+    pub fn org_breaker(&self, org: &OrgId) -> BreakerState {
+        self.inner.resolver.breaker_state(org)
+    }
+
+    /// Whether `org` resolves now, how fast, from where, and why not.
+    pub async fn check_org_health(&self, org: &OrgId) -> OrgHealth {
+        self.inner.resolver.health(org).await
+    }
+
+    /// Cache, latency and breaker figures of the resolution pipeline.
+    pub async fn resolver_metrics(&self) -> ResolverMetrics {
+        self.inner.resolver.metrics().await
     }
 }
 
@@ -290,6 +290,7 @@ async fn load_slot(
 #[derive(Debug, Default)]
 pub struct HostBuilder {
     config: HostConfig,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl HostBuilder {
@@ -359,8 +360,22 @@ impl HostBuilder {
         self
     }
 
+    /// Options of the resolution pipeline (cache, breakers, retries, fallback).
+    pub fn resolve_options(mut self, options: ResolveOptions) -> Self {
+        self.config.resolve = options;
+        self
+    }
+
+    /// The clock used for cache expiry and breaker cool-downs (tests use
+    /// [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Load the host.
     pub async fn build(self) -> Result<Host, HostError> {
-        Host::load(self.config).await
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        Host::load_with_clock(self.config, clock).await
     }
 }

@@ -23,11 +23,13 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod clock;
 pub mod config;
 mod host;
 pub mod id;
 pub mod plugin;
 pub mod redact;
+pub mod resolve;
 
 pub use config::{ConfigError, HostConfig};
 pub use host::{Host, HostBuilder, HostError};

@@ -235,6 +235,8 @@ pub(crate) struct PluginState {
     pub(crate) denied: Option<Capability>,
     /// The last warn/error message the guest logged; attached to trap reports.
     pub(crate) last_words: Option<String>,
+    /// When the current call must end (read by the epoch callback).
+    pub(crate) deadline: std::time::Instant,
     log_lines: u32,
 }
 
@@ -258,8 +260,18 @@ impl PluginState {
             },
             denied: None,
             last_words: None,
+            deadline: std::time::Instant::now(),
             log_lines: 0,
         }
+    }
+
+    /// Prepare a (possibly reused) store's state for the next call.
+    pub(crate) fn begin_call(&mut self, deadline: std::time::Instant) {
+        self.deadline = deadline;
+        self.denied = None;
+        self.last_words = None;
+        self.limiter.hit = None;
+        self.log_lines = 0;
     }
 
     fn require(&mut self, cap: Capability) -> wasmtime::Result<()> {

@@ -19,6 +19,15 @@ pub(crate) enum Prepared {
     Policy(policy_world::TenantPolicyPre<PluginState>),
 }
 
+/// An instance kept between calls (`reuse-instances = true`), with its store.
+enum Warm {
+    Resolver(Store<PluginState>, resolver_world::OrgResolver),
+    Policy(Store<PluginState>, policy_world::TenantPolicy),
+}
+
+/// How many warm instances one plugin keeps at most.
+const MAX_WARM: usize = 16;
+
 /// Marker error raised by the epoch callback when a call's deadline passes.
 #[derive(Debug)]
 struct DeadlinePassed;
@@ -42,6 +51,7 @@ pub struct LoadedPlugin {
     config: Arc<BTreeMap<String, String>>,
     http: Option<Arc<HttpAccess>>,
     prepared: Prepared,
+    warm: std::sync::Mutex<Vec<Warm>>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -75,6 +85,7 @@ impl LoadedPlugin {
             spec,
             info,
             prepared,
+            warm: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -104,20 +115,41 @@ impl LoadedPlugin {
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        // Fuel and the deadline cover instantiation too: a guest's start function counts.
-        store
-            .set_fuel(limits.fuel)
-            .expect("fuel is enabled on the engine");
-        let deadline = Instant::now() + limits.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
                 Err(DeadlinePassed.into())
             } else {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
         store
+    }
+
+    /// Arm a store for one call: a full fuel budget and a fresh deadline. Fuel and the
+    /// deadline cover instantiation too: a guest's start function counts.
+    fn arm(&self, store: &mut Store<PluginState>) {
+        let limits = &self.spec.limits;
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel is enabled on the engine");
+        store
+            .data_mut()
+            .begin_call(Instant::now() + limits.deadline);
+        store.set_epoch_deadline(1);
+    }
+
+    fn take_warm(&self) -> Option<Warm> {
+        if !self.spec.reuse_instances {
+            return None;
+        }
+        self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn keep_warm(&self, warm: Warm) {
+        let mut idle = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_WARM {
+            idle.push(warm);
+        }
     }
 
     fn classify(&self, store: &Store<PluginState>, err: wasmtime::Error) -> PluginError {
@@ -220,16 +252,29 @@ impl LoadedPlugin {
         let Prepared::Resolver(pre) = &self.prepared else {
             return Err(self.wrong_kind(PluginKind::OrgResolver));
         };
-        let mut store = self.new_store();
+        let (mut store, warm) = match self.take_warm() {
+            Some(Warm::Resolver(store, instance)) => (store, Some(instance)),
+            _ => (self.new_store(), None),
+        };
+        self.arm(&mut store);
         let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
+            let instance = match warm {
+                Some(instance) => instance,
+                None => pre.instantiate_async(&mut store).await?,
+            };
+            let answer = instance
                 .tenantry_plugin_resolver()
                 .call_resolve(&mut store, org_id)
-                .await
+                .await?;
+            Ok::<_, wasmtime::Error>((answer, instance))
         };
         let answer = match call.await {
-            Ok(answer) => answer,
+            Ok((answer, instance)) => {
+                if self.spec.reuse_instances {
+                    self.keep_warm(Warm::Resolver(store, instance));
+                }
+                answer
+            }
             Err(e) => return Err(self.classify(&store, e)),
         };
         let limit = self.spec.limits.answer_bytes;
@@ -293,16 +338,29 @@ impl LoadedPlugin {
                 }),
             org_labels: request.org_labels.clone(),
         };
-        let mut store = self.new_store();
+        let (mut store, warm) = match self.take_warm() {
+            Some(Warm::Policy(store, instance)) => (store, Some(instance)),
+            _ => (self.new_store(), None),
+        };
+        self.arm(&mut store);
         let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
+            let instance = match warm {
+                Some(instance) => instance,
+                None => pre.instantiate_async(&mut store).await?,
+            };
+            let answer = instance
                 .tenantry_plugin_policy()
                 .call_scope(&mut store, &wit_request)
-                .await
+                .await?;
+            Ok::<_, wasmtime::Error>((answer, instance))
         };
         let answer = match call.await {
-            Ok(answer) => answer,
+            Ok((answer, instance)) => {
+                if self.spec.reuse_instances {
+                    self.keep_warm(Warm::Policy(store, instance));
+                }
+                answer
+            }
             Err(e) => return Err(self.classify(&store, e)),
         };
         let limit = self.spec.limits.answer_bytes;

@@ -99,4 +99,13 @@ pub struct PluginSpec {
     /// Ids every candidate must answer without failing before it may serve (self-test).
     #[serde(default)]
     pub samples: Vec<String>,
+    /// Reuse warm instances between calls instead of instantiating one per call.
+    ///
+    /// Default `false`: a fresh instance per call means no state survives from one org's
+    /// call into another's, at the cost of an instantiation (microseconds with the pooling
+    /// allocator; more for JS/Python runtimes, which start an interpreter). With `true`, an
+    /// instance that answered is kept (up to 16 per plugin) and its memory persists across
+    /// calls; any failed call discards its instance. Limits still apply per call.
+    #[serde(default)]
+    pub reuse_instances: bool,
 }

@@ -10,35 +10,61 @@ use tenantry::plugin::{clock, config, http, log};
 struct Hostile;
 
 fn ok(url: String) -> Result<OrgTarget, ResolveError> {
-    Ok(OrgTarget { url, region: None, ttl_ms: None, labels: Vec::new() })
+    Ok(OrgTarget {
+        url,
+        region: None,
+        ttl_ms: None,
+        labels: Vec::new(),
+    })
 }
 
 #[inline(never)]
 fn recurse(depth: u64, acc: &mut [u64; 64]) -> u64 {
     acc[(depth % 64) as usize] = depth;
-    if depth == u64::MAX { return 0 }
+    if depth == u64::MAX {
+        return 0;
+    }
     recurse(depth + 1, acc).wrapping_add(acc[3])
 }
 
 impl Guest for Hostile {
     fn resolve(org_id: String) -> Result<OrgTarget, ResolveError> {
         match org_id.as_str() {
-            "loop" => loop { core::hint::black_box(()) },
+            "loop" => loop {
+                core::hint::black_box(())
+            },
             "bomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop { hoard.push(vec![1u8; 1 << 20]); core::hint::black_box(&hoard); }
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    core::hint::black_box(&hoard);
+                }
             }
             "panic" => {
-                log::write(log::Level::Error, "boom: the hostile plugin panics on purpose");
+                log::write(
+                    log::Level::Error,
+                    "boom: the hostile plugin panics on purpose",
+                );
                 panic!("boom")
             }
             "recurse" => ok(format!("postgres://db/{}", recurse(0, &mut [0; 64]))),
             "huge" => ok(format!("postgres://db/{}", "x".repeat(1 << 20))),
+            "count" => {
+                // Calls served by this instance: always 1 with fresh instances.
+                static CALLS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+                let n = CALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+                ok(format!("postgres://db/count-{n}"))
+            }
             "garbage" => ok("this is not a url".into()),
             "wrong-scheme" => ok("http://evil.example/acme".into()),
-            "config" => ok(format!("postgres://db/{}", config::get("suffix").unwrap_or_default())),
+            "config" => ok(format!(
+                "postgres://db/{}",
+                config::get("suffix").unwrap_or_default()
+            )),
             "clock" => ok(format!("postgres://db/t{}", clock::now_ms())),
-            "unavailable" => Err(ResolveError::Unavailable("backend down (postgres://svc:hunter2@dir/x)".into())),
+            "unavailable" => Err(ResolveError::Unavailable(
+                "backend down (postgres://svc:hunter2@dir/x)".into(),
+            )),
             "invalid" => Err(ResolveError::Invalid("bad id".into())),
             "missing" => Err(ResolveError::NotFound),
             id if id.starts_with("http-") => {
