@@ -29,7 +29,7 @@ pub enum PluginError {
     /// A core module was given where a component is required.
     #[error(
         "{what} is a core WebAssembly module, not a component: wrap it with \
-         `wasm-tools component new {what} -o plugin.wasm` (or build with the guest SDK)"
+         `wasm-tools component new <core.wasm> -o plugin.wasm` (or build it with the guest SDK)"
     )]
     CoreModule {
         /// What was inspected.
