@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "guest toolchain"
-scripts/install-guest-toolchain.sh rust
+scripts/install-guest-toolchain.sh rust c js python
 step "guest plugins (built from source)"
 scripts/build-plugins.sh
 

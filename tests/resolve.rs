@@ -496,3 +496,44 @@ fn secrets_never_reach_logs_or_errors() {
         "password in errors or Debug output: {errors}"
     );
 }
+
+#[tokio::test]
+async fn two_orgs_never_share_a_database_unless_allowed() {
+    let spec = PluginSpec {
+        grants: Grants::of(&[Capability::Config]),
+        config: [("directory".to_owned(), r#"{"acme": "postgres://db/shared", "globex": "postgres://db/shared", "initech": "postgres://db/initech"}"#.to_owned())].into(),
+        ..PluginSpec::default()
+    };
+    let host = Host::builder()
+        .org_resolver(plugin("directory"), spec.clone())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        host.resolve_org(&org("acme")).await.unwrap().url,
+        "postgres://db/shared"
+    );
+    match host.resolve_org(&org("globex")).await {
+        Err(HostError::Resolve(e @ ResolveError::SharedTarget { .. })) => {
+            assert!(e.to_string().contains("database of org `acme`"), "{e}");
+        }
+        other => panic!("globex was routed into acme's database: {other:?}"),
+    }
+    assert!(host.resolve_org(&org("initech")).await.is_ok());
+    // Once acme's answer is gone, the database may belong to globex.
+    host.clear_org_cache(Some(&org("acme"))).await;
+    assert!(host.resolve_org(&org("globex")).await.is_ok());
+
+    let shared = ResolveOptions {
+        allow_shared_targets: true,
+        ..ResolveOptions::default()
+    };
+    let host = Host::builder()
+        .org_resolver(plugin("directory"), spec)
+        .resolve_options(shared)
+        .build()
+        .await
+        .unwrap();
+    assert!(host.resolve_org(&org("acme")).await.is_ok());
+    assert!(host.resolve_org(&org("globex")).await.is_ok());
+}

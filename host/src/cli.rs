@@ -30,10 +30,123 @@ enum Command {
     /// Inspect, test and manage plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Resolve an org to its database (password redacted) using the configured host.
+    /// Resolve an org (and optionally a tenant) to its database, password redacted.
     Resolve {
         /// The org id.
         org: String,
+        /// Also ask the tenant policy how this tenant is isolated.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Create, delete, list and check orgs (a database or SQLite file each).
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// Create, delete, list and check tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Row-level security for PostgreSQL tables.
+    #[command(subcommand)]
+    Rls(RlsCommand),
+    /// Report the host's health: mode, backend, pools and open connections.
+    Health,
+    /// Run the admin server: health, Prometheus metrics, org health, cache, breakers and
+    /// plugin hot-swap. Mutating endpoints need `TENANTRY_ADMIN_TOKEN` (disabled without it).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090", env = "TENANTRY_ADMIN_LISTEN")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgsCommand {
+    /// Create orgs (database or file, plus every app's migrations); a progress bar for many.
+    Create {
+        /// Org ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete an org's database or file. Refuses without --yes.
+    Delete {
+        /// Org id.
+        id: String,
+        /// Confirm: the org's data is destroyed.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List orgs.
+    List,
+    /// Exit 0 if the org exists, 1 if not.
+    Exists {
+        /// Org id.
+        id: String,
+    },
+    /// Resolve many orgs concurrently to check them (and warm a running host's caches).
+    Preload {
+        /// Org ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Resolutions in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsCommand {
+    /// Create a tenant (its registry entry, schema, database or file, as the policy says).
+    Create {
+        /// Tenant id.
+        id: String,
+        /// The org (required when orgs are enabled).
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Delete a tenant and all its data. Refuses without --yes.
+    Delete {
+        /// Tenant id.
+        id: String,
+        /// The org.
+        #[arg(long)]
+        org: Option<String>,
+        /// Confirm: the tenant's data is destroyed.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List tenants.
+    List {
+        /// The org.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only ids containing this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Exit 0 if the tenant exists, 1 if not.
+    Exists {
+        /// Tenant id.
+        id: String,
+        /// The org.
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RlsCommand {
+    /// Print (or with --apply, run) the SQL that puts `table` under tenant row-level security.
+    Enable {
+        /// Table name, optionally schema-qualified.
+        table: String,
+        /// Run it on the database (of --org, when orgs are enabled) instead of printing it.
+        #[arg(long)]
+        apply: bool,
+        /// The org whose database to apply it on.
+        #[arg(long)]
+        org: Option<String>,
     },
 }
 
@@ -44,6 +157,25 @@ enum PluginCommand {
     /// The plugin gets the `log`, `config` and `clock` capabilities unless --grant says
     /// otherwise; `DATABASE_URL` is passed as its `database-url` config key.
     Check(CheckArgs),
+    /// Hot-swap a running server's plugin (`PUT /plugins/{slot}`): validated and self-tested
+    /// there first; the old plugin keeps serving if anything fails.
+    Swap {
+        /// `org-resolver` or `tenant-policy`.
+        slot: String,
+        /// The new component.
+        file: PathBuf,
+        /// The admin server.
+        #[arg(long, default_value = "127.0.0.1:9090", env = "TENANTRY_ADMIN_ADDR")]
+        admin: String,
+    },
+    /// Put back a running server's previous plugin (`POST /plugins/{slot}/rollback`).
+    Rollback {
+        /// `org-resolver` or `tenant-policy`.
+        slot: String,
+        /// The admin server.
+        #[arg(long, default_value = "127.0.0.1:9090", env = "TENANTRY_ADMIN_ADDR")]
+        admin: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -152,8 +284,61 @@ pub(crate) fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Plugin(PluginCommand::Check(args)) => check(args, cli.json).await,
-        Command::Resolve { org } => resolve(&cli, org).await,
+        Command::Resolve { org, tenant } => resolve(&cli, org, tenant.as_deref()).await,
+        Command::Serve { listen } => serve(&cli, *listen).await,
+        Command::Plugin(PluginCommand::Swap { slot, file, admin }) => {
+            let body = std::fs::read(file)
+                .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
+            admin_call(admin, "PUT", &format!("/plugins/{slot}"), body, cli.json).await
+        }
+        Command::Plugin(PluginCommand::Rollback { slot, admin }) => {
+            admin_call(
+                admin,
+                "POST",
+                &format!("/plugins/{slot}/rollback"),
+                Vec::new(),
+                cli.json,
+            )
+            .await
+        }
+        Command::Orgs(c) => orgs(&cli, c).await,
+        Command::Tenants(c) => tenants(&cli, c).await,
+        Command::Rls(RlsCommand::Enable { table, apply, org }) => {
+            rls_enable(&cli, table, *apply, org.as_deref()).await
+        }
+        Command::Health => health(&cli).await,
     }
+}
+
+async fn serve(cli: &Cli, listen: std::net::SocketAddr) -> Result<(), Failure> {
+    let host = Host::load(host_config(cli)?)
+        .await
+        .map_err(Failure::operational)?;
+    let metrics = tenantry::admin::install_prometheus().map_err(Failure::operational)?;
+    let token = std::env::var("TENANTRY_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    if token.is_none() {
+        tracing::warn!("TENANTRY_ADMIN_TOKEN is not set: mutating admin endpoints are disabled");
+    }
+    let public_read = std::env::var("TENANTRY_ADMIN_PUBLIC_READ")
+        .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    let options = tenantry::admin::AdminOptions {
+        token,
+        metrics: Some(metrics),
+        public_read,
+    };
+    let app = tenantry::admin::router(host, options);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure::operational(format!("cannot listen on {listen}: {e}")))?;
+    eprintln!("tenantry admin listening on http://{listen}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(Failure::operational)
 }
 
 fn host_config(cli: &Cli) -> Result<HostConfig, Failure> {
@@ -164,25 +349,343 @@ fn host_config(cli: &Cli) -> Result<HostConfig, Failure> {
     config.map_err(|e| Failure::usage(e.to_string()))
 }
 
-async fn resolve(cli: &Cli, org: &str) -> Result<(), Failure> {
-    let org = OrgId::new(org).map_err(|e| Failure::usage(e.to_string()))?;
-    let host = Host::load(host_config(cli)?)
+async fn load_host(cli: &Cli) -> Result<Host, Failure> {
+    Host::load(host_config(cli)?)
         .await
-        .map_err(Failure::operational)?;
-    let target = host.resolve_org(&org).await.map_err(Failure::operational)?;
-    if cli.json {
-        let out = serde_json::json!({
-            "org": org.as_str(),
-            "url": target.redacted_url(),
-            "region": target.region,
-            "ttl_ms": target.ttl.map(|t| t.as_millis() as u64),
-            "labels": target.labels,
-        });
-        println!("{out}");
+        .map_err(Failure::operational)
+}
+
+/// Print `value` as JSON, or `text` otherwise.
+fn emit(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
     } else {
-        println!("{org} -> {}", target.redacted_url());
+        println!("{}", text());
+    }
+}
+
+async fn resolve(cli: &Cli, org: &str, tenant: Option<&str>) -> Result<(), Failure> {
+    let org = OrgId::new(org).map_err(|e| Failure::usage(e.to_string()))?;
+    if let Some(t) = tenant {
+        tenantry::TenantId::new(t).map_err(|e| Failure::usage(e.to_string()))?;
+    }
+    let host = load_host(cli).await?;
+    let resolution = host.resolution(&org).await.map_err(Failure::operational)?;
+    let target = &resolution.target;
+    let mut out = serde_json::json!({
+        "org": org.as_str(),
+        "url": target.redacted_url(),
+        "source": resolution.source,
+        "region": target.region,
+        "ttl_ms": target.ttl.map(|t| t.as_millis() as u64),
+        "labels": target.labels,
+    });
+    let mut line = format!("{org} -> {}", target.redacted_url());
+    if let Some(t) = tenant {
+        let scoped = host
+            .org(org.as_str())
+            .map_err(Failure::operational)?
+            .tenant(t)
+            .await
+            .map_err(Failure::operational)?;
+        let isolation = format!("{:?}", scoped.isolation());
+        out["tenant"] = serde_json::json!({
+            "id": t, "isolation": redact_text(&isolation), "database": redact_text(scoped.database()),
+            "read_only": scoped.read_only(), "max_connections": scoped.max_connections(),
+        });
+        line = format!(
+            "{line}\n{org}/{t} -> {} ({})",
+            redact_text(scoped.database()),
+            redact_text(&isolation)
+        );
+    }
+    emit(cli.json, out, || line);
+    Ok(())
+}
+
+/// A progress bar on stderr for `n` items (hidden when stderr is not a terminal).
+fn progress(n: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+async fn orgs(cli: &Cli, command: &OrgsCommand) -> Result<(), Failure> {
+    let host = load_host(cli).await?;
+    match command {
+        OrgsCommand::Create { ids } => {
+            let bar = progress(ids.len(), "creating orgs");
+            let mut failed = Vec::new();
+            for id in ids {
+                if let Err(e) = host.create_org(id).await {
+                    failed
+                        .push(serde_json::json!({"org": id, "error": redact_text(&e.to_string())}));
+                }
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            let created = ids.len() - failed.len();
+            emit(
+                cli.json,
+                serde_json::json!({"created": created, "failed": failed}),
+                || {
+                    let mut s = format!("created {created} of {} org(s)", ids.len());
+                    for f in &failed {
+                        s.push_str(&format!(
+                            "\n  {}: {}",
+                            f["org"].as_str().unwrap_or(""),
+                            f["error"].as_str().unwrap_or("")
+                        ));
+                    }
+                    s
+                },
+            );
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::operational(format!(
+                    "{} org(s) could not be created",
+                    failed.len()
+                )))
+            }
+        }
+        OrgsCommand::Delete { id, yes } => {
+            host.delete_org(id, *yes)
+                .await
+                .map_err(Failure::operational)?;
+            emit(cli.json, serde_json::json!({"deleted": id}), || {
+                format!("deleted org {id}")
+            });
+            Ok(())
+        }
+        OrgsCommand::List => {
+            let orgs = host.list_orgs().await.map_err(Failure::operational)?;
+            let names: Vec<&str> = orgs.iter().map(OrgId::as_str).collect();
+            emit(cli.json, serde_json::json!(names), || names.join("\n"));
+            Ok(())
+        }
+        OrgsCommand::Exists { id } => {
+            let exists = host.org_exists(id).await.map_err(Failure::operational)?;
+            emit(
+                cli.json,
+                serde_json::json!({"org": id, "exists": exists}),
+                || format!("{id}: {}", if exists { "exists" } else { "does not exist" }),
+            );
+            if exists {
+                Ok(())
+            } else {
+                Err(Failure {
+                    code: 1,
+                    message: format!("org {id} does not exist"),
+                })
+            }
+        }
+        OrgsCommand::Preload { ids, concurrency } => {
+            let ids: Vec<OrgId> = ids
+                .iter()
+                .map(|i| OrgId::new(i).map_err(|e| Failure::usage(e.to_string())))
+                .collect::<Result<_, _>>()?;
+            let bar = progress(ids.len(), "resolving orgs");
+            let mut failed = Vec::new();
+            for chunk in ids.chunks((*concurrency).max(1)) {
+                let report = host.preload_orgs(chunk.to_vec(), *concurrency).await;
+                for (org, e) in report.failed {
+                    failed.push(serde_json::json!({"org": org.as_str(), "error": e.to_string()}));
+                }
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish_and_clear();
+            let ok = ids.len() - failed.len();
+            emit(
+                cli.json,
+                serde_json::json!({"resolved": ok, "failed": failed}),
+                || {
+                    let mut s = format!("resolved {ok} of {} org(s)", ids.len());
+                    for f in &failed {
+                        s.push_str(&format!(
+                            "\n  {}: {}",
+                            f["org"].as_str().unwrap_or(""),
+                            f["error"].as_str().unwrap_or("")
+                        ));
+                    }
+                    s
+                },
+            );
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::operational(format!(
+                    "{} org(s) failed to resolve",
+                    failed.len()
+                )))
+            }
+        }
+    }
+}
+
+async fn tenants(cli: &Cli, command: &TenantsCommand) -> Result<(), Failure> {
+    let host = load_host(cli).await?;
+    match command {
+        TenantsCommand::Create { id, org } => {
+            host.create_tenant(id, org.as_deref())
+                .await
+                .map_err(Failure::operational)?;
+            emit(
+                cli.json,
+                serde_json::json!({"created": id, "org": org}),
+                || format!("created tenant {id}"),
+            );
+        }
+        TenantsCommand::Delete { id, org, yes } => {
+            host.delete_tenant(id, org.as_deref(), *yes)
+                .await
+                .map_err(Failure::operational)?;
+            emit(
+                cli.json,
+                serde_json::json!({"deleted": id, "org": org}),
+                || format!("deleted tenant {id}"),
+            );
+        }
+        TenantsCommand::List { org, filter, limit } => {
+            let filter = filter.clone().unwrap_or_default();
+            let list = host
+                .list_tenants(
+                    org.as_deref(),
+                    |t| t.as_str().contains(filter.as_str()),
+                    *limit,
+                )
+                .await
+                .map_err(Failure::operational)?;
+            let names: Vec<&str> = list.iter().map(|t| t.as_str()).collect();
+            emit(cli.json, serde_json::json!(names), || names.join("\n"));
+        }
+        TenantsCommand::Exists { id, org } => {
+            let exists = host
+                .tenant_exists(id, org.as_deref())
+                .await
+                .map_err(Failure::operational)?;
+            emit(
+                cli.json,
+                serde_json::json!({"tenant": id, "exists": exists}),
+                || format!("{id}: {}", if exists { "exists" } else { "does not exist" }),
+            );
+            if !exists {
+                return Err(Failure {
+                    code: 1,
+                    message: format!("tenant {id} does not exist"),
+                });
+            }
+        }
     }
     Ok(())
+}
+
+async fn rls_enable(cli: &Cli, table: &str, apply: bool, org: Option<&str>) -> Result<(), Failure> {
+    let sql = tenantry::isolation::postgres::enable_rls_sql(table)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    if !apply {
+        println!("{sql}");
+        return Ok(());
+    }
+    let host = load_host(cli).await?;
+    let scoped = match org {
+        Some(org) => host.org(org).map_err(Failure::operational)?.get().await,
+        None => host.get().await,
+    }
+    .map_err(Failure::operational)?;
+    let mut conn = scoped
+        .acquire::<sqlx::Postgres>()
+        .await
+        .map_err(Failure::operational)?;
+    tenantry::isolation::postgres::enable_rls(&mut *conn, table)
+        .await
+        .map_err(Failure::operational)?;
+    emit(
+        cli.json,
+        serde_json::json!({"table": table, "rls": "enabled"}),
+        || format!("row-level security enabled on {table}"),
+    );
+    Ok(())
+}
+
+async fn health(cli: &Cli) -> Result<(), Failure> {
+    let host = load_host(cli).await?;
+    let health = host.health().await;
+    let value = serde_json::to_value(&health).map_err(Failure::operational)?;
+    emit(cli.json, value.clone(), || {
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    });
+    if health.healthy {
+        Ok(())
+    } else {
+        Err(Failure::operational(
+            health.error.unwrap_or_else(|| "unhealthy".into()),
+        ))
+    }
+}
+
+/// Call the admin server over plain HTTP with the bearer token from `TENANTRY_ADMIN_TOKEN`.
+async fn admin_call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    json: bool,
+) -> Result<(), Failure> {
+    use http_body_util::BodyExt;
+    let addr = addr.trim_start_matches("http://").trim_end_matches('/');
+    let token = std::env::var("TENANTRY_ADMIN_TOKEN").unwrap_or_default();
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+        Failure::operational(format!(
+            "cannot reach the admin server at {addr}: {e} (is `tenantry serve` running?)"
+        ))
+    })?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(Failure::operational)?;
+    tokio::spawn(conn);
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .map_err(Failure::operational)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(Failure::operational)?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(Failure::operational)?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if status.is_success() {
+        emit(
+            json,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone())),
+            || text.clone(),
+        );
+        Ok(())
+    } else {
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        Err(Failure::operational(format!(
+            "{} {status}: {message}",
+            path
+        )))
+    }
 }
 
 fn parse_grants(raw: &[String]) -> Result<Grants, Failure> {

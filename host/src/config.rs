@@ -9,9 +9,15 @@
 //! | `DATABASE_URL` | the database, or a pattern with `{org}` (and `{tenant}`) placeholders |
 //! | `TENANTRY_ORGS` | `true`: a database per org |
 //! | `TENANTRY_TENANTS` | `true`: tenants inside each database |
+//! | `TENANTRY_VECTORS` | `true`: enable [`crate::vectors`] (pgvector embeddings and search) |
 //! | `TENANTRY_PLUGINS_DIR` | directory watched for `<slot>.wasm` hot-swaps |
 //! | `TENANTRY_CACHE_DIR` | compile cache for plugins |
 //! | `TENANTRY_CONFIG` | path of the TOML file |
+//! | `TENANTRY_ADMIN_DATABASE_URL` | administrative PostgreSQL URL for creating and dropping databases |
+//! | `TENANTRY_MAX_CONNECTIONS` | cap on open connections across all pools |
+//! | `TENANTRY_APPS_DIR` | directory of `<app>/migrations` (default `apps`) |
+//! | `TENANTRY_AUTO_MIGRATE` | run migrations on SQLite files on first use and on created databases |
+//! | `TENANTRY_ALLOW_PRIVILEGED_ROLE` | run even when the app's role is SUPERUSER or BYPASSRLS |
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +42,14 @@ pub enum ConfigError {
         path: PathBuf,
         /// What the parser said (with line and column).
         message: String,
+    },
+    /// A numeric variable does not parse.
+    #[error("{var}={value:?} is not a positive whole number")]
+    BadNumber {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
     },
     /// A boolean variable has a value other than true/false/1/0/yes/no/on/off.
     #[error("{var}={value:?} is not a boolean: use true or false")]
@@ -68,6 +82,8 @@ pub struct HostConfig {
     pub orgs: bool,
     /// `TENANTRY_TENANTS`: tenants within each database.
     pub tenants: bool,
+    /// `TENANTRY_VECTORS`: enable [`crate::vectors`] (pgvector embeddings and k-NN search).
+    pub vectors: bool,
     /// `TENANTRY_PLUGINS_DIR`: watched for `<slot>.wasm` files to hot-swap.
     pub plugins_dir: Option<PathBuf>,
     /// Engine-wide options (`[engine]`).
@@ -76,6 +92,15 @@ pub struct HostConfig {
     pub plugins: PluginsConfig,
     /// The org resolution pipeline (`[resolve]`): cache, breakers, retries, fallback.
     pub resolve: crate::resolve::ResolveOptions,
+    /// `TENANTRY_ADMIN_DATABASE_URL`: a PostgreSQL role allowed to create and drop
+    /// databases, used only by `create_org`/`delete_org` and database-isolated tenants.
+    pub admin_database_url: Option<String>,
+    /// Pool limits and timeouts (`[pools]`).
+    pub pools: crate::pool::PoolConfig,
+    /// Isolation safety checks (`[isolation]`).
+    pub isolation: crate::isolation::IsolationConfig,
+    /// Apps and their migrations (`[migrations]`).
+    pub migrations: crate::migrate::MigrationConfig,
 }
 
 impl HostConfig {
@@ -116,11 +141,35 @@ impl HostConfig {
         if let Some(v) = env_bool("TENANTRY_TENANTS")? {
             self.tenants = v;
         }
+        if let Some(v) = env_bool("TENANTRY_VECTORS")? {
+            self.vectors = v;
+        }
         if let Some(dir) = env_nonempty("TENANTRY_PLUGINS_DIR") {
             self.plugins_dir = Some(dir.into());
         }
         if let Some(dir) = env_nonempty("TENANTRY_CACHE_DIR") {
             self.engine.cache_dir = Some(dir.into());
+        }
+        if let Some(url) = env_nonempty("TENANTRY_ADMIN_DATABASE_URL") {
+            self.admin_database_url = Some(url);
+        }
+        if let Some(value) = env_nonempty("TENANTRY_MAX_CONNECTIONS") {
+            let var = "TENANTRY_MAX_CONNECTIONS";
+            self.pools.max_open_connections = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(ConfigError::BadNumber { var, value })?;
+        }
+        if let Some(dir) = env_nonempty("TENANTRY_APPS_DIR") {
+            self.migrations.apps_dir = dir.into();
+        }
+        if let Some(v) = env_bool("TENANTRY_AUTO_MIGRATE")? {
+            self.migrations.auto = v;
+        }
+        if let Some(v) = env_bool("TENANTRY_ALLOW_PRIVILEGED_ROLE")? {
+            self.isolation.allow_privileged_role = v;
         }
         Ok(self)
     }
@@ -167,5 +216,25 @@ mod tests {
     fn rejects_unknown_keys_with_location() {
         let err = HostConfig::from_toml("orgz = true").unwrap_err();
         assert!(err.contains("orgz"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in any::<String>()) {
+            let _ = HostConfig::from_toml(&text);
+        }
+
+        #[test]
+        fn toml_shaped_noise_fails_cleanly(text in "([a-z-]{1,12} = (true|false|[0-9]{1,6}|\"[ -~]{0,20}\")\n|\\[[a-z.-]{1,20}\\]\n){0,8}") {
+            if let Err(e) = HostConfig::from_toml(&text) {
+                prop_assert!(!e.is_empty());
+            }
+        }
     }
 }

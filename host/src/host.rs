@@ -47,6 +47,9 @@ pub enum HostError {
         /// Why.
         reason: String,
     },
+    /// Scoped data access, pools, isolation or management failed (see [`crate::DataError`]).
+    #[error(transparent)]
+    Data(crate::scope::DataError),
 }
 
 struct Inner {
@@ -56,6 +59,8 @@ struct Inner {
     org_resolver: Option<Arc<PluginSlot>>,
     tenant_policy: Option<Arc<PluginSlot>>,
     _watcher: Option<PluginWatcher>,
+    /// Pools and scope caches (see `data()` at the bottom of this file).
+    data: std::sync::OnceLock<crate::scope::DataState>,
 }
 
 /// A running Tenantry host. Cheap to clone; clones share everything.
@@ -153,6 +158,7 @@ impl Host {
                 org_resolver,
                 tenant_policy,
                 _watcher: watcher,
+                data: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -244,6 +250,11 @@ impl Host {
         self.inner.resolver.reset_breaker(org);
     }
 
+    /// The last failure recorded by `org`'s breaker (secrets redacted), if any.
+    pub fn org_breaker_error(&self, org: &OrgId) -> Option<String> {
+        self.inner.resolver.breaker_error(org)
+    }
+
     /// The state of `org`'s breaker.
     pub fn org_breaker(&self, org: &OrgId) -> BreakerState {
         self.inner.resolver.breaker_state(org)
@@ -252,6 +263,11 @@ impl Host {
     /// Whether `org` resolves now, how fast, from where, and why not.
     pub async fn check_org_health(&self, org: &OrgId) -> OrgHealth {
         self.inner.resolver.health(org).await
+    }
+
+    /// The `n` cached orgs looked up most often since they were cached.
+    pub fn busiest_orgs(&self, n: usize) -> Vec<(String, u64)> {
+        self.inner.resolver.busiest(n)
     }
 
     /// Cache, latency and breaker figures of the resolution pipeline.
@@ -377,5 +393,17 @@ impl HostBuilder {
     pub async fn build(self) -> Result<Host, HostError> {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         Host::load_with_clock(self.config, clock).await
+    }
+}
+
+// ---- Scoped data access (host/src/scope.rs, manage.rs, migrate.rs): accessors only. ----
+
+impl Host {
+    /// The data layer's state: pool registry, cached policy answers, tenant limits.
+    /// Created on first use from the host's configuration.
+    pub(crate) fn data(&self) -> &crate::scope::DataState {
+        self.inner
+            .data
+            .get_or_init(|| crate::scope::DataState::new(&self.inner.config))
     }
 }

@@ -209,3 +209,41 @@ mod tests {
         assert!(err.contains('…') && !err.contains('\n'), "{err}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Fuzzing by property: `PROPTEST_CASES=1000000 cargo test -p tenantry --lib properties`
+    //! runs the long version.
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_string_is_refused_or_safe(raw in any::<String>()) {
+            if let Ok(id) = OrgId::new(&raw) {
+                let name = id.db_name();
+                prop_assert!(!name.is_empty() && name.len() <= MAX_ID_LEN);
+                prop_assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+                const FORBIDDEN: [char; 9] = ['/', '.', '\0', '\'', '"', ';', '%', '{', '}'];
+                let clean = !raw.contains(FORBIDDEN);
+                prop_assert!(clean, "accepted {:?}", raw);
+            }
+        }
+
+        #[test]
+        fn distinct_ids_never_share_a_database_name(a in "[a-z0-9-]{1,8}", b in "[a-z0-9-]{1,8}") {
+            if let (Ok(a), Ok(b)) = (OrgId::new(&a), OrgId::new(&b)) {
+                prop_assert_eq!(a == b, a.db_name() == b.db_name());
+            }
+        }
+
+        #[test]
+        fn errors_are_printable_and_bounded(raw in any::<String>()) {
+            if let Err(e) = TenantId::new(&raw) {
+                let m = e.to_string();
+                prop_assert!(m.len() < 400, "{}", m);
+                prop_assert!(!m.contains('\n') && !m.contains('\0'));
+            }
+        }
+    }
+}

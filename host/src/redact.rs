@@ -99,3 +99,31 @@ mod tests {
         assert!(!s.contains("hunter2"), "{s}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn no_password_survives(
+            scheme in "(postgres|postgresql|sqlite|mysql)",
+            user in "[a-z]{1,8}",
+            password in "[A-Za-z0-9!$%^*]{6,20}",
+            host in "[a-z]{1,10}(:[0-9]{2,5})?",
+            prefix in "[ -~]{0,20}",
+        ) {
+            let url = format!("{prefix} {scheme}://{user}:{password}@{host}/db?x=1");
+            let out = redact_text(&url);
+            prop_assert!(!out.contains(&password), "{}", out);
+            prop_assert!(out.contains(&format!("{user}:***@{host}")), "{}", out);
+        }
+
+        #[test]
+        fn never_panics_and_only_shrinks_secrets(text in any::<String>()) {
+            let out = redact_text(&text);
+            prop_assert!(out.len() <= text.len() + MASK.len() * (text.matches("://").count() + text.to_ascii_lowercase().matches("password=").count() + 1));
+        }
+    }
+}

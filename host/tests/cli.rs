@@ -207,3 +207,210 @@ fn resolve_uses_the_pattern_natively_and_refuses_bad_ids() {
         text(&out)
     );
 }
+
+/// A `tenantry` run against an embedded SQLite deployment in `dir`.
+fn sqlite_cli(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let url = format!("sqlite://{}/{{org}}.db", dir.display());
+    let out = tenantry(
+        args,
+        &[
+            ("DATABASE_URL", &url),
+            ("TENANTRY_ORGS", "true"),
+            ("TENANTRY_TENANTS", "true"),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    (out.status.code(), stdout, stderr)
+}
+
+#[test]
+fn orgs_and_tenants_end_to_end_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| sqlite_cli(dir.path(), args);
+    let (code, out, err) = run(&["orgs", "create", "acme", "globex"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("created 2 of 2"), "{out}");
+    let (code, out, _) = run(&["--json", "orgs", "list"]);
+    assert_eq!(code, Some(0));
+    let mut listed: Vec<String> = serde_json::from_str(&out).unwrap();
+    listed.sort();
+    assert_eq!(listed, ["acme", "globex"]);
+    assert_eq!(run(&["orgs", "exists", "acme"]).0, Some(0));
+    assert_eq!(run(&["orgs", "exists", "initech"]).0, Some(1));
+
+    let (code, out, err) = run(&["tenants", "create", "t1", "--org", "globex"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (_, out, _) = run(&["--json", "tenants", "list", "--org", "globex"]);
+    assert_eq!(serde_json::from_str::<Vec<String>>(&out).unwrap(), ["t1"]);
+    assert_eq!(
+        run(&["tenants", "exists", "t1", "--org", "globex"]).0,
+        Some(0)
+    );
+    let (code, _, err) = run(&["tenants", "delete", "t1", "--org", "globex"]);
+    assert_eq!(code, Some(1), "deleting without --yes must refuse");
+    assert!(
+        err.contains("--yes") || err.to_lowercase().contains("confirm"),
+        "{err}"
+    );
+    assert_eq!(
+        run(&["tenants", "delete", "t1", "--org", "globex", "--yes"]).0,
+        Some(0)
+    );
+    assert_eq!(
+        run(&["tenants", "exists", "t1", "--org", "globex"]).0,
+        Some(1)
+    );
+
+    assert_eq!(run(&["orgs", "delete", "acme"]).0, Some(1));
+    assert_eq!(run(&["orgs", "delete", "acme", "--yes"]).0, Some(0));
+    assert_eq!(run(&["orgs", "exists", "acme"]).0, Some(1));
+
+    let (code, out, err) = run(&["--json", "health"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let health: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(health["healthy"], true);
+    assert_eq!(health["orgs"], true);
+
+    let (code, out, _) = run(&["--json", "resolve", "globex", "--tenant", "t2"]);
+    assert_eq!(code, Some(0), "{out}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["source"], "pattern");
+    assert_eq!(r["tenant"]["id"], "t2");
+
+    let (code, out, _) = run(&["orgs", "preload", "a1", "a2", "a3"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("resolved 3 of 3"), "{out}");
+}
+
+#[test]
+fn rls_sql_and_usage_errors() {
+    let out = tenantry(&["rls", "enable", "notes"], &[]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("ENABLE ROW LEVEL SECURITY") && stdout.contains("FORCE ROW LEVEL SECURITY"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tenantry.tenant_id"), "{stdout}");
+    let out = tenantry(&["rls", "enable", "notes; drop table x"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    for args in [&["orgs"][..], &["nonsense"], &["orgs", "delete"]] {
+        assert_eq!(tenantry(args, &[]).status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn plugin_swap_reports_an_unreachable_admin_server() {
+    let out = tenantry(
+        &[
+            "plugin",
+            "swap",
+            "org-resolver",
+            plugin("pattern").to_str().unwrap(),
+            "--admin",
+            "127.0.0.1:9",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("cannot reach the admin server"),
+        "{:?}",
+        text(&out)
+    );
+}
+
+#[test]
+fn serve_then_swap_and_rollback_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tenantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database-url = \"sqlite://{0}/{{org}}.db\"\norgs = true\n[plugins.org-resolver]\npath = \"{1}\"\ngrants = [\"config\"]\n\
+             [plugins.org-resolver.config]\ndirectory = '{{\"acme\": \"sqlite://{0}/acme.db\"}}'\n",
+            dir.path().display(),
+            plugin("directory").display()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "--listen",
+            &listen,
+        ])
+        .env("TENANTRY_ADMIN_TOKEN", "cli-token")
+        .env_remove("DATABASE_URL")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let env = [("TENANTRY_ADMIN_TOKEN", "cli-token")];
+    let swap = tenantry(
+        &[
+            "--json",
+            "plugin",
+            "swap",
+            "org-resolver",
+            plugin("pattern").to_str().unwrap(),
+            "--admin",
+            &listen,
+        ],
+        &env,
+    );
+    let result = std::panic::catch_unwind(|| {
+        let (stdout, stderr) = text(&swap);
+        assert!(swap.status.success(), "{stdout}{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["generation"], 1);
+        let bad = tenantry(
+            &[
+                "plugin",
+                "swap",
+                "org-resolver",
+                root()
+                    .join("tests/fixtures/core-module.wat")
+                    .to_str()
+                    .unwrap(),
+                "--admin",
+                &listen,
+            ],
+            &env,
+        );
+        assert_eq!(bad.status.code(), Some(1));
+        assert!(
+            text(&bad).1.contains("core WebAssembly module"),
+            "{:?}",
+            text(&bad)
+        );
+        let wrong = tenantry(
+            &["plugin", "rollback", "org-resolver", "--admin", &listen],
+            &[("TENANTRY_ADMIN_TOKEN", "nope")],
+        );
+        assert_eq!(wrong.status.code(), Some(1));
+        assert!(text(&wrong).1.contains("401"), "{:?}", text(&wrong));
+        let back = tenantry(
+            &["plugin", "rollback", "org-resolver", "--admin", &listen],
+            &env,
+        );
+        assert!(back.status.success(), "{:?}", text(&back));
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

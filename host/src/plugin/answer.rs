@@ -165,3 +165,28 @@ pub(crate) fn check_identifier(what: &str, name: &str) -> Result<(), String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn accepted_urls_parse_with_an_allowed_scheme(raw in any::<String>()) {
+            if check_url(&raw).is_ok() {
+                let url = url::Url::parse(&raw).unwrap();
+                prop_assert!(URL_SCHEMES.contains(&url.scheme()));
+                prop_assert!(!raw.chars().any(char::is_control));
+            }
+        }
+
+        #[test]
+        fn accepted_identifiers_need_no_quoting(raw in any::<String>()) {
+            if check_identifier("schema", &raw).is_ok() {
+                prop_assert!(raw.len() <= 63);
+                prop_assert!(raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'));
+            }
+        }
+    }
+}

@@ -29,7 +29,7 @@ pub use inspect::{ComponentInfo, SUPPORTED_VERSION, inspect_component};
 pub use limits::PluginLimits;
 pub use loaded::LoadedPlugin;
 pub use runtime::{EngineOptions, PluginRuntime, RuntimeStats};
-pub use slot::{PluginSlot, SwapOutcome};
+pub use slot::{PluginSlot, SwapOutcome, SwapRecord};
 pub use watch::PluginWatcher;
 
 use std::collections::BTreeMap;

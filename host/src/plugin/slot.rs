@@ -23,6 +23,26 @@ pub struct SwapOutcome {
     pub generation: u64,
 }
 
+/// The last swap attempted on a slot, for operators (dashboard, `/status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SwapRecord {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// Whether the candidate was installed.
+    pub ok: bool,
+    /// sha256 of the plugin serving afterwards.
+    pub sha256: String,
+    /// What happened (the rejection reason on failure).
+    pub message: String,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
 /// Holds the plugin serving one role.
 ///
 /// Readers take the current plugin with a lock-free load and keep it for the duration of
@@ -37,6 +57,8 @@ pub struct PluginSlot {
     current: ArcSwap<LoadedPlugin>,
     previous: Mutex<Option<Arc<LoadedPlugin>>>,
     generation: AtomicU64,
+    loaded_at_unix_ms: AtomicU64,
+    last_swap: std::sync::Mutex<Option<SwapRecord>>,
 }
 
 impl std::fmt::Debug for PluginSlot {
@@ -73,6 +95,8 @@ impl PluginSlot {
             current: ArcSwap::from_pointee(initial),
             previous: Mutex::new(None),
             generation: AtomicU64::new(0),
+            loaded_at_unix_ms: AtomicU64::new(unix_ms()),
+            last_swap: std::sync::Mutex::new(None),
         })
     }
 
@@ -94,6 +118,29 @@ impl PluginSlot {
     /// Incremented on every swap and rollback; caches compare it to drop stale answers.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// When the plugin serving now was installed, in milliseconds since the Unix epoch.
+    pub fn loaded_at_unix_ms(&self) -> u64 {
+        self.loaded_at_unix_ms.load(Ordering::Relaxed)
+    }
+
+    /// The last swap or rollback attempted, successful or not.
+    pub fn last_swap(&self) -> Option<SwapRecord> {
+        self.last_swap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn record(&self, ok: bool, message: String) {
+        let record = SwapRecord {
+            at_unix_ms: unix_ms(),
+            ok,
+            sha256: self.current.load().info().sha256.clone(),
+            message,
+        };
+        *self.last_swap.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
     }
 
     /// Replace the plugin with `bytes` (a component or WAT), keeping the current spec
@@ -121,6 +168,14 @@ impl PluginSlot {
         }
         let outcome = self.install(candidate, old.clone());
         *previous = Some(old);
+        self.record(
+            true,
+            format!(
+                "swapped in {} (generation {})",
+                &outcome.sha256[..12],
+                outcome.generation
+            ),
+        );
         Ok(outcome)
     }
 
@@ -151,6 +206,7 @@ impl PluginSlot {
         let old = self.current.load_full();
         let outcome = self.install(back, old.clone());
         *previous = Some(old);
+        self.record(true, format!("rolled back to {}", &outcome.sha256[..12]));
         tracing::info!(slot = %self.name, sha = %outcome.sha256, "rolled back");
         Ok(outcome)
     }
@@ -158,6 +214,7 @@ impl PluginSlot {
     fn install(&self, new: Arc<LoadedPlugin>, old: Arc<LoadedPlugin>) -> SwapOutcome {
         let sha256 = new.info().sha256.clone();
         self.current.store(new);
+        self.loaded_at_unix_ms.store(unix_ms(), Ordering::Relaxed);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         tracing::info!(slot = %self.name, sha = %&sha256[..12], previous = %old.info().short_sha(), generation, "plugin swapped");
         SwapOutcome {
@@ -169,6 +226,7 @@ impl PluginSlot {
     }
 
     fn rejected(&self, e: PluginError) -> PluginError {
+        self.record(false, format!("rejected: {e}"));
         tracing::warn!(slot = %self.name, error = %e, "swap rejected; the current plugin keeps serving");
         e
     }

@@ -74,6 +74,10 @@ pub struct ResolveOptions {
     /// Keep cached answers when the resolver plugin is swapped. Default `false`: a swap
     /// makes every cached answer stale.
     pub keep_cache_on_swap: bool,
+    /// Allow two orgs to resolve to the same database URL. Default `false`: such an answer
+    /// is refused, because tenants of both orgs would then share tables (a buggy or hostile
+    /// resolver could route one org into another's data).
+    pub allow_shared_targets: bool,
 }
 
 impl Default for ResolveOptions {
@@ -89,6 +93,7 @@ impl Default for ResolveOptions {
             breaker: BreakerOptions::default(),
             fallback: None,
             keep_cache_on_swap: false,
+            allow_shared_targets: false,
         }
     }
 }
@@ -179,6 +184,19 @@ pub enum ResolveError {
         retry_after: Duration,
         /// The failure that opened it (secrets redacted).
         last_error: Option<String>,
+    },
+    /// The resolver answered with a database that another cached org already resolves to.
+    #[error(
+        "org `{org}`: {resolver} answered with the database of org `{other}`; refusing, since two \
+         orgs must not share a database (fix the resolver, or set [resolve] allow-shared-targets = true)"
+    )]
+    SharedTarget {
+        /// The org.
+        org: OrgId,
+        /// Which resolver answered.
+        resolver: String,
+        /// The org that already owns that database.
+        other: OrgId,
     },
     /// The whole resolution took longer than `resolve.timeout-ms`.
     #[error(
@@ -271,6 +289,8 @@ struct Cached {
     expires: Instant,
     generation: u64,
     fallback: bool,
+    /// Lookups served by this entry: the "busiest orgs" figure, reset when it expires.
+    hits: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -312,6 +332,8 @@ pub(crate) struct Resolver {
     clock: Arc<dyn Clock>,
     source: Source,
     cache: moka::future::Cache<OrgId, Arc<Cached>>,
+    /// sha256 of each cached answer's URL → the org it belongs to (see `allow_shared_targets`).
+    owners: moka::future::Cache<[u8; 32], OrgId>,
     breakers: Breakers,
     stats: Stats,
 }
@@ -338,11 +360,15 @@ impl Resolver {
             .time_to_live(options.max_ttl.max(options.ttl).max(options.negative_ttl))
             .build();
         let breakers = Breakers::new(options.breaker, clock.clone());
+        let owners = moka::future::Cache::builder()
+            .max_capacity(options.cache_capacity)
+            .build();
         Self {
             options,
             clock,
             source,
             cache,
+            owners,
             breakers,
             stats: Stats::default(),
         }
@@ -385,6 +411,7 @@ impl Resolver {
         if let Some(cached) = self.cache.get(org).await {
             if self.fresh(&cached) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                cached.hits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("tenantry_org_cache_hits_total").increment(1);
                 return self.answer(org, &cached, AnswerSource::Cache);
             }
@@ -503,6 +530,7 @@ impl Resolver {
             Ok(Ok(target)) => {
                 self.breakers.record(org, permit, None);
                 self.stats.resolves.fetch_add(1, Ordering::Relaxed);
+                self.claim_target(org, &target, &resolver).await?;
                 let ttl = target
                     .ttl
                     .unwrap_or(self.options.ttl)
@@ -513,6 +541,7 @@ impl Resolver {
                     expires: now + ttl,
                     generation,
                     fallback: false,
+                    hits: AtomicU64::new(0),
                 }))
             }
             Ok(Err(ResolveFailure::NotFound)) => {
@@ -524,6 +553,7 @@ impl Resolver {
                     expires: now + self.options.negative_ttl,
                     generation,
                     fallback: false,
+                    hits: AtomicU64::new(0),
                 }))
             }
             Ok(Err(ResolveFailure::Invalid(reason))) => {
@@ -542,6 +572,38 @@ impl Resolver {
                 self.fail(org, permit, resolver, e.to_string(), attempts, generation)
             }
         }
+    }
+
+    /// Refuse `target` when another org, still cached with the same URL, owns it.
+    async fn claim_target(
+        &self,
+        org: &OrgId,
+        target: &OrgTarget,
+        resolver: &str,
+    ) -> Result<(), ResolveError> {
+        if self.options.allow_shared_targets {
+            return Ok(());
+        }
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(target.url.as_bytes()).into();
+        if let Some(other) = self.owners.get(&key).await
+            && other != *org
+        {
+            let still_owned = self.cache.get(&other).await.is_some_and(|c| {
+                self.fresh(&c) && c.answer.as_ref().is_some_and(|t| t.url == target.url)
+            });
+            if still_owned {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(org = %org, other = %other, url = %target.redacted_url(), "resolver answered with another org's database; refused");
+                return Err(ResolveError::SharedTarget {
+                    org: org.clone(),
+                    resolver: resolver.to_owned(),
+                    other,
+                });
+            }
+        }
+        self.owners.insert(key, org.clone()).await;
+        Ok(())
     }
 
     fn fail(
@@ -623,6 +685,7 @@ impl Resolver {
             expires,
             generation,
             fallback: true,
+            hits: AtomicU64::new(0),
         }))
     }
 
@@ -656,12 +719,28 @@ impl Resolver {
         report
     }
 
+    /// The `n` cached orgs with the most cache hits (ties by id), for operators.
+    pub(crate) fn busiest(&self, n: usize) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = self
+            .cache
+            .iter()
+            .map(|(org, c)| (org.to_string(), c.hits.load(Ordering::Relaxed)))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+
     pub(crate) fn force_breaker(&self, org: &OrgId, to: BreakerOverride) {
         self.breakers.force(org, to);
     }
 
     pub(crate) fn reset_breaker(&self, org: &OrgId) {
         self.breakers.reset(org);
+    }
+
+    pub(crate) fn breaker_error(&self, org: &OrgId) -> Option<String> {
+        self.breakers.last_error(org)
     }
 
     pub(crate) fn breaker_state(&self, org: &OrgId) -> BreakerState {

@@ -1,0 +1,11 @@
+//! Web integration: a tower layer and an axum extractor that turn a request into a
+//! tenant-scoped database handle, and errors into JSON responses with stable codes.
+
+mod error;
+mod extract;
+
+pub use error::ApiError;
+pub use extract::{
+    ErrorHook, IdExtractor, Identity, SwitchPolicy, TenancyLayer, TenancyOptions, TenancyService,
+    Tenant,
+};

@@ -1,0 +1,464 @@
+//! One bounded pool of connections to one database, with per-connection session tracking.
+//!
+//! sqlx's own `Pool` gives no handle on a connection's identity, so it cannot remember which
+//! tenant a pooled PostgreSQL connection carries; the choice there is a `set_config` round
+//! trip on every checkout plus a reset on every release, which the measurements in
+//! DESIGN.md put at a third of raw throughput. This pool owns its connections and records,
+//! next to each one, the [`SessionScope`] it was last switched to — and only after the
+//! switch was confirmed by the server. Checkout prefers an idle connection that already
+//! carries the wanted scope, and skips the switch when it does.
+//!
+//! When the record might be stale it is dropped ([`Carried::Unknown`]), which forces a full
+//! switch on the next checkout: fresh connections (role or database defaults could carry
+//! anything), connections whose switch was interrupted, and connections returned with a
+//! transaction still open. Release is synchronous and never talks to the server, so a
+//! future dropped mid-query or a panic cannot skip it: whatever the holder left behind is
+//! either drained by the driver on next use (pending results, queued rollbacks) or
+//! overwritten by the next switch, which runs outside any transaction (see
+//! [`crate::isolation::postgres`]).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::cap::ConnectionCap;
+use super::{Backend, PoolEntry, PoolSettings, Reclaimer};
+use crate::isolation::SessionScope;
+
+/// The futures of [`Driver`]'s hooks. Boxed: unboxed `impl Future` returns in a generic
+/// context defeat rustc's `Send` inference for the callers' futures (rust-lang/rust#110338).
+pub(crate) type DriverFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>>;
+
+/// Per-backend hooks of the pool. Implemented for `PgConnection` and `SqliteConnection`.
+pub(crate) trait Driver: Connection + Sized + Send + 'static {
+    /// Which backend this is.
+    const BACKEND: Backend;
+
+    /// Runs once on every new connection, before anyone can use it.
+    fn prepare(&mut self) -> DriverFuture<'_>;
+
+    /// Make the session carry `scope`, whatever it carried before. Must leave nothing of a
+    /// previous holder's session state that could widen what `scope` may see.
+    fn enter<'a>(&'a mut self, scope: &'a SessionScope) -> DriverFuture<'a>;
+
+    /// The typed pool inside a registry entry, if the entry is of this backend.
+    fn from_entry(entry: &PoolEntry) -> Option<Arc<ConnPool<Self>>>;
+}
+
+/// What a pooled connection's session is known to carry.
+#[derive(Debug, Clone)]
+pub(crate) enum Carried {
+    /// Not known: the next checkout must switch.
+    Unknown,
+    /// Confirmed by the server after the last switch.
+    Scope(Arc<SessionScope>),
+}
+
+/// A live connection, the permit it holds in the global cap, and its place in the pool's
+/// count. Both are given back when it is dropped, however that happens.
+pub(crate) struct Live<C> {
+    pub(crate) raw: C,
+    pub(crate) carried: Carried,
+    permit: OwnedSemaphorePermit,
+    counted: Counted,
+}
+
+/// One unit of a pool's open-connection count, released on drop.
+struct Counted(Arc<AtomicU32>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicU32>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Idle<C> {
+    live: Live<C>,
+    since: Instant,
+}
+
+const OPEN: u8 = 0;
+/// Evicted from the registry: still serves handles that hold it, keeps no idle connections.
+const RETIRED: u8 = 1;
+/// Closed for good (org or tenant deleted, caches cleared): refuses checkouts.
+const CLOSED: u8 = 2;
+
+/// Idle connections older than this are pinged before being handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+/// Closing a connection politely may not take longer than this.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a checkout failed (the scope layer turns these into `DataError`s with context).
+#[derive(Debug)]
+pub(crate) enum CheckoutError {
+    /// The pool was closed.
+    Closed,
+    /// The pool's own connection limit stayed exhausted until the deadline.
+    PoolBusy { max: u32 },
+    /// The global cap stayed exhausted until the deadline.
+    CapBusy { max: u32 },
+    /// Connecting or switching failed.
+    Database(sqlx::Error),
+}
+
+/// A bounded pool of connections to one database.
+pub(crate) struct ConnPool<C: Driver> {
+    label: String,
+    options: <C as Connection>::Options,
+    max: u32,
+    /// One permit per checked-out connection: at most `max` open at once (see `checkout`).
+    slots: Arc<Semaphore>,
+    idle: Mutex<Vec<Idle<C>>>,
+    cap: Arc<ConnectionCap>,
+    /// Closes idle connections of other pools when the cap is exhausted.
+    reclaimer: Reclaimer,
+    settings: PoolSettings,
+    state: AtomicU8,
+    open: Arc<AtomicU32>,
+}
+
+impl<C: Driver> std::fmt::Debug for ConnPool<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnPool")
+            .field("database", &self.label)
+            .field("max", &self.max)
+            .field("open", &self.open())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checked-out connection: returns itself to the pool when dropped.
+pub(crate) struct Checked<C: Driver> {
+    live: Option<Live<C>>,
+    pool: Arc<ConnPool<C>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<C: Driver> ConnPool<C> {
+    pub(crate) fn new(
+        label: String,
+        options: <C as Connection>::Options,
+        max: u32,
+        cap: Arc<ConnectionCap>,
+        reclaimer: Reclaimer,
+        settings: PoolSettings,
+    ) -> Self {
+        Self {
+            label,
+            options,
+            max: max.max(1),
+            slots: Arc::new(Semaphore::new(max.max(1) as usize)),
+            idle: Mutex::new(Vec::new()),
+            cap,
+            reclaimer,
+            settings,
+            state: AtomicU8::new(OPEN),
+            open: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// The database, password redacted.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Connections of this pool open right now.
+    pub(crate) fn open(&self) -> u32 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections of this pool right now.
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.lock().expect("pool lock").len()
+    }
+
+    /// This pool's connection limit.
+    pub(crate) fn max(&self) -> u32 {
+        self.max
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// Check out a connection whose session carries `scope`.
+    ///
+    /// When the global cap is exhausted, an idle connection of another pool is closed to
+    /// make room. The whole call, waits included, is bounded by the acquire timeout.
+    pub(crate) async fn checkout(
+        self: &Arc<Self>,
+        scope: &Arc<SessionScope>,
+    ) -> Result<Checked<C>, CheckoutError> {
+        if self.is_closed() {
+            return Err(CheckoutError::Closed);
+        }
+        let deadline = Instant::now() + self.settings.acquire_timeout;
+        // Holding a slot means fewer than `max` other connections are checked out, so when
+        // no idle connection is left this pool has room to open one.
+        let slot = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| CheckoutError::PoolBusy { max: self.max })?
+            .map_err(|_| CheckoutError::Closed)?;
+        let mut checked = Checked {
+            live: None,
+            pool: self.clone(),
+            _slot: slot,
+        };
+        // A connection that fails its switch is discarded; one retry on a fresh connection
+        // absorbs a server restart or a stale idle socket.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let live = match self.take_idle(scope).await {
+                Some(live) => live,
+                None => self.connect(deadline).await?,
+            };
+            checked.live = Some(live);
+            let live = checked.live.as_mut().expect("just set");
+            let carries = matches!(&live.carried, Carried::Scope(s) if **s == **scope);
+            if carries && self.settings.reuse_sessions {
+                return Ok(checked);
+            }
+            // Until the server confirms the switch, nobody may trust this session.
+            live.carried = Carried::Unknown;
+            match live.raw.enter(scope).await {
+                Ok(()) => {
+                    live.carried = Carried::Scope(scope.clone());
+                    return Ok(checked);
+                }
+                Err(e) => {
+                    let broken = checked.live.take().expect("just set");
+                    self.discard(broken);
+                    if attempts >= 2 || !retryable(&e) {
+                        return Err(CheckoutError::Database(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pop the idle connection to hand out: the most recently used one already carrying
+    /// `scope` if any (no switch needed), else the most recently used one. Connections idle
+    /// past the idle timeout are closed on the way; long-idle ones are pinged.
+    async fn take_idle(&self, scope: &SessionScope) -> Option<Live<C>> {
+        loop {
+            let candidate = {
+                let mut idle = self.idle.lock().expect("pool lock");
+                let now = Instant::now();
+                let timeout = self.settings.idle_timeout;
+                let mut expired = Vec::new();
+                let mut i = 0;
+                while i < idle.len() {
+                    if now.duration_since(idle[i].since) > timeout {
+                        expired.push(idle.remove(i).live);
+                    } else {
+                        i += 1;
+                    }
+                }
+                for live in expired {
+                    self.discard(live);
+                }
+                let matching = idle
+                    .iter()
+                    .rposition(|c| matches!(&c.live.carried, Carried::Scope(s) if **s == *scope));
+                match matching {
+                    Some(i) => Some(idle.remove(i)),
+                    None => idle.pop(),
+                }
+            };
+            let mut candidate = candidate?;
+            if candidate.since.elapsed() < PING_AFTER_IDLE {
+                return Some(candidate.live);
+            }
+            match candidate.live.raw.ping().await {
+                Ok(()) => return Some(candidate.live),
+                Err(e) => {
+                    tracing::debug!(database = %self.label, error = %e, "dropping dead idle connection");
+                    self.discard(candidate.live);
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, deadline: Instant) -> Result<Live<C>, CheckoutError> {
+        let permit =
+            self.cap
+                .acquire(deadline, &self.reclaimer)
+                .await
+                .ok_or(CheckoutError::CapBusy {
+                    max: self.cap.max(),
+                })?;
+        let connect = async {
+            let mut raw = self.options.connect().await?;
+            raw.prepare().await?;
+            Ok::<C, sqlx::Error>(raw)
+        };
+        let raw = match tokio::time::timeout_at(deadline, connect).await {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(e)) => return Err(CheckoutError::Database(e)),
+            Err(_) => return Err(CheckoutError::Database(sqlx::Error::PoolTimedOut)),
+        };
+        Ok(Live {
+            raw,
+            carried: Carried::Unknown,
+            permit,
+            counted: Counted::new(&self.open),
+        })
+    }
+
+    /// Take a connection back. Never talks to the server: it must be safe from `Drop`,
+    /// during a panic, and after a future was cancelled mid-query.
+    fn release(&self, mut live: Live<C>) {
+        if self.state.load(Ordering::Acquire) != OPEN {
+            self.discard(live);
+            return;
+        }
+        if live.raw.is_in_transaction() {
+            // A transaction sqlx still counts as open (e.g. a leaked `Transaction`): the
+            // session may roll back to any state, so it must be switched before reuse.
+            live.carried = Carried::Unknown;
+        }
+        self.idle.lock().expect("pool lock").push(Idle {
+            live,
+            since: Instant::now(),
+        });
+        self.cap.connection_idled();
+    }
+
+    /// Close a connection in the background; its cap permit is returned once it is closed.
+    fn discard(&self, live: Live<C>) {
+        let Live {
+            raw,
+            permit,
+            counted,
+            ..
+        } = live;
+        let finish = move || {
+            drop(counted);
+            drop(permit);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, raw.close()).await;
+                    finish();
+                });
+            }
+            // No runtime (dropped at shutdown): dropping the connection closes its socket.
+            Err(_) => {
+                drop(raw);
+                finish();
+            }
+        }
+    }
+
+    /// Close the least recently used idle connection, if any. Used when the global cap is
+    /// exhausted and another pool needs the permit.
+    pub(crate) fn reclaim_one(&self) -> bool {
+        let oldest = {
+            let mut idle = self.idle.lock().expect("pool lock");
+            if idle.is_empty() {
+                None
+            } else {
+                Some(idle.remove(0))
+            }
+        };
+        match oldest {
+            Some(idle) => {
+                self.discard(idle.live);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn drain_idle(&self) {
+        let drained: Vec<_> = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        for idle in drained {
+            self.discard(idle.live);
+        }
+    }
+
+    /// Stop keeping idle connections; holders of this pool may still check out.
+    pub(crate) fn retire(&self) {
+        let _ = self
+            .state
+            .compare_exchange(OPEN, RETIRED, Ordering::AcqRel, Ordering::Acquire);
+        self.drain_idle();
+    }
+
+    /// Refuse further checkouts and close idle connections; checked-out ones are closed
+    /// when they come back.
+    pub(crate) fn close(&self) {
+        self.state.store(CLOSED, Ordering::Release);
+        self.slots.close();
+        self.drain_idle();
+    }
+
+    /// Wait until every connection of this pool is closed, or `timeout` passes.
+    pub(crate) async fn closed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.open() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Worth one retry on a fresh connection.
+fn retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
+        || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("57P")))
+}
+
+impl<C: Driver> Checked<C> {
+    pub(crate) fn raw(&self) -> &C {
+        &self
+            .live
+            .as_ref()
+            .expect("connection present until drop")
+            .raw
+    }
+
+    pub(crate) fn raw_mut(&mut self) -> &mut C {
+        &mut self
+            .live
+            .as_mut()
+            .expect("connection present until drop")
+            .raw
+    }
+
+    /// Close this connection instead of returning it to the pool.
+    pub(crate) fn discard(mut self) {
+        if let Some(live) = self.live.take() {
+            self.pool.discard(live);
+        }
+    }
+
+    /// Forget what the session carries: the next checkout switches it again.
+    pub(crate) fn forget_scope(&mut self) {
+        if let Some(live) = self.live.as_mut() {
+            live.carried = Carried::Unknown;
+        }
+    }
+}
+
+impl<C: Driver> Drop for Checked<C> {
+    fn drop(&mut self) {
+        if let Some(live) = self.live.take() {
+            self.pool.release(live);
+        }
+    }
+}
