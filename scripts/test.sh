@@ -26,3 +26,8 @@ cargo clippy --manifest-path resolvers/Cargo.toml --workspace --all-targets --qu
 step "tests"
 cargo test --manifest-path resolvers/Cargo.toml --workspace --quiet
 cargo test --workspace
+
+step "dashboard in headless Chromium"
+scripts/install-browser-test-deps.sh
+cargo build -p tenantry --bin tenantry --quiet   # already built by the tests: a no-op check
+node --test tests/browser/dashboard.test.mjs

@@ -533,6 +533,7 @@
     const windowMs = Math.min(HISTORY_MS, Math.max(60000, span));
     const minutes = Math.round(windowMs / 60000);
     $('chart-window').textContent = minutes <= 1 ? 'last minute' : `last ${minutes} minutes`;
+    const startLabel = windowMs < 120000 ? `−${Math.round(windowMs / 1000)} s` : `−${minutes} min`;
     const max = niceCeil(Math.max(0, ...pts.map((p) => Math.max(p.avg || 0, p.p99 || 0))));
     const x = (t) => L + ((t - (now - windowMs)) / windowMs) * (W - L - R);
     const y = (v) => T + (1 - Math.min(v, max) / max) * (H - T - B);
@@ -540,7 +541,7 @@
       chart.append(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
       chart.append(svg('text', { x: L - 6, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' }, fmtMs(v)));
     }
-    chart.append(svg('text', { x: L, y: H - 6, class: 'axis' }, minutes <= 1 ? '−60 s' : `−${minutes} min`));
+    chart.append(svg('text', { x: L, y: H - 6, class: 'axis' }, startLabel));
     chart.append(svg('text', { x: W - R, y: H - 6, class: 'axis', 'text-anchor': 'end' }, 'now'));
     if (!pts.length) {
       chart.append(svg('text', { x: (L + W) / 2, y: H / 2, class: 'axis', 'text-anchor': 'middle' }, 'waiting for data…'));

@@ -172,8 +172,8 @@ pub enum ResolveError {
     },
     /// The org's circuit breaker is open: failing fast without calling the resolver.
     #[error(
-        "org `{org}`: circuit breaker {state}, retry in {retry_after:?}; last error: {}; \
-         an operator can reset it (reset_org_breaker)", last_error.as_deref().unwrap_or("none recorded")
+        "org `{org}`: circuit breaker {state}, retry in {}s; last error: {}; \
+         an operator can reset it (reset_org_breaker)", retry_after.as_secs_f64().ceil(), last_error.as_deref().unwrap_or("none recorded")
     )]
     BreakerOpen {
         /// The org.
