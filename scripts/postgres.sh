@@ -3,6 +3,7 @@
 #
 #   eval "$(scripts/postgres.sh start DIR)"   # prints `export TENANTRY_TEST_PG_*=...` lines
 #   scripts/postgres.sh stop DIR
+#   scripts/postgres.sh crash DIR   /   restart DIR     (fault tests: immediate stop, then start again)
 #
 # Exports: TENANTRY_TEST_PG_ADMIN_URL (superuser, for CREATE DATABASE and test setup),
 #          TENANTRY_TEST_PG_APP_URL   (plain role: no superuser, no BYPASSRLS, as production),
@@ -119,8 +120,11 @@ start)
     --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
   rm -f "$dir/pwfile"
-  as_pg "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
-    "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+  # synchronous_commit stays on: an acknowledged commit has reached the OS, so it survives
+  # the process crash the fault tests inject (fsync=off only risks an OS crash, which a
+  # throwaway server may). Saved for `restart`.
+  printf '%s\n' "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off -c full_page_writes=off" > "$dir/opts"
+  as_pg "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o "$(cat "$dir/opts")" \
     >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
   sql() { as_pg "$psql" -X -q -A -t -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"; }
   sql "CREATE ROLE tenantry_app LOGIN PASSWORD '$app_pw' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE" >/dev/null
@@ -130,6 +134,7 @@ start)
   pgvector=$(sql "CREATE EXTENSION IF NOT EXISTS vector; SELECT extversion FROM pg_extension WHERE extname = 'vector'" 2>/dev/null) || pgvector=
   if [ -n "$pgvector" ]; then log "PostgreSQL $version with pgvector $pgvector ($psql)"
   else log "WARNING: PostgreSQL $version has no pgvector: CREATE EXTENSION vector failed"; fi
+  echo "export TENANTRY_TEST_PG_DIR=$dir"
   echo "export TENANTRY_TEST_PG_HOST=127.0.0.1"
   echo "export TENANTRY_TEST_PG_PORT=$port"
   echo "export TENANTRY_TEST_PG_VERSION='$version'"
@@ -143,5 +148,12 @@ stop)
   as_pg "$pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$dir"
   ;;
-*) echo "usage: postgres.sh start|stop DIR" >&2; exit 2 ;;
+crash)   # simulate a server crash: no shutdown checkpoint, clients cut off
+  as_pg "$(cat "$dir/bindir")/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+  ;;
+restart) # start again after `crash`, same port and options (runs crash recovery)
+  as_pg "$(cat "$dir/bindir")/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o "$(cat "$dir/opts")" >/dev/null \
+    || { tail -20 "$dir/server.log" >&2; exit 1; }
+  ;;
+*) echo "usage: postgres.sh start|stop|crash|restart DIR" >&2; exit 2 ;;
 esac

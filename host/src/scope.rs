@@ -988,6 +988,18 @@ pub(crate) fn sqlx_error(database: &str, e: &sqlx::Error) -> DataError {
                 reason,
             }
         }
+        // The server is there but cannot serve now: starting up or recovering after a
+        // crash (57P03), shutting down (57P01/02), out of connection slots (53300), or a
+        // connection exception (08xxx). Transient: a 503, not a 500.
+        sqlx::Error::Database(d)
+            if d.code()
+                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300") =>
+        {
+            DataError::Unreachable {
+                database: database.to_owned(),
+                reason,
+            }
+        }
         sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000") => {
             DataError::NoSuchDatabase {
                 database: database.to_owned(),

@@ -65,9 +65,19 @@ pub(crate) enum Carried {
 pub(crate) struct Live<C> {
     pub(crate) raw: C,
     pub(crate) carried: Carried,
+    /// When the server last confirmed this session (a switch). A connection handed out
+    /// without a switch is not checked at all, so after [`REVERIFY_AFTER`] it is switched
+    /// again: a dead connection (server restarted) is then found and replaced instead of
+    /// failing every query of the tenant that keeps reusing it.
+    verified_at: Instant,
     permit: OwnedSemaphorePermit,
     counted: Counted,
 }
+
+/// How long a session may be reused without the server confirming it (see `Live`). One
+/// round trip per connection per second costs nothing measurable; it bounds how long a
+/// restarted server's dead connections keep failing a tenant's queries.
+const REVERIFY_AFTER: Duration = Duration::from_secs(1);
 
 /// One unit of a pool's open-connection count, released on drop.
 struct Counted(Arc<AtomicU32>);
@@ -229,7 +239,10 @@ impl<C: Driver> ConnPool<C> {
             checked.live = Some(live);
             let live = checked.live.as_mut().expect("just set");
             let carries = matches!(&live.carried, Carried::Scope(s) if **s == **scope);
-            if carries && self.settings.reuse_sessions {
+            if carries
+                && self.settings.reuse_sessions
+                && live.verified_at.elapsed() < REVERIFY_AFTER
+            {
                 return Ok(checked);
             }
             // Until the server confirms the switch, nobody may trust this session.
@@ -237,6 +250,7 @@ impl<C: Driver> ConnPool<C> {
             match live.raw.enter(scope).await {
                 Ok(()) => {
                     live.carried = Carried::Scope(scope.clone());
+                    live.verified_at = Instant::now();
                     return Ok(checked);
                 }
                 Err(e) => {
@@ -314,6 +328,7 @@ impl<C: Driver> ConnPool<C> {
         Ok(Live {
             raw,
             carried: Carried::Unknown,
+            verified_at: Instant::now(),
             permit,
             counted: Counted::new(&self.open),
         })
