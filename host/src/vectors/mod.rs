@@ -45,16 +45,18 @@
 //! * `hnsw.iterative_scan = strict_order` (pgvector ≥ 0.8): the scan continues until `k`
 //!   rows passed the filters, in exact distance order, up to `hnsw.max_scan_tuples` visited
 //!   tuples ([`Search::max_scan_tuples`], pgvector's default 20 000);
-//! * `hnsw.ef_search = max(k, 40)` (at most 1000): enough candidates for `k` results;
+//! * `hnsw.ef_search = max(k, 40)` (at most 1000; [`Search::ef_search`] raises it for
+//!   better recall): enough candidates for `k` results;
 //! * `plan_cache_mode = force_custom_plan`: PostgreSQL estimates the policy's
 //!   `current_setting('tenantry.tenant_id')` at planning time, so each tenant gets the plan
 //!   that suits its size — the HNSW index for a large tenant, an exact scan of its own rows
 //!   through the primary key for a small one — instead of a cached plan made for another
 //!   tenant.
 //!
-//! That is four round trips (`BEGIN`, settings, query, `ROLLBACK`: a search writes
-//! nothing, and rolling back also undoes the settings when the caller's connection was
-//! already in a transaction) instead of one; BENCHMARKS.md has what it costs.
+//! That is three round trips instead of one: `BEGIN` and the settings in one message, the
+//! query, and `ROLLBACK` (a search writes nothing, and rolling back also undoes the settings
+//! when the caller's connection was already in a transaction, where the search runs in a
+//! savepoint). BENCHMARKS.md has what it costs.
 //!
 //! # Distances
 //!

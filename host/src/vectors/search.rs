@@ -11,6 +11,8 @@ use super::{Distance, Vector, VectorError, VectorTable};
 
 /// Largest `k` (and hybrid `candidates`): pgvector's `hnsw.ef_search` maximum.
 pub const MAX_K: usize = 1000;
+/// pgvector's default `hnsw.ef_search`.
+const DEFAULT_EF_SEARCH: usize = 40;
 /// pgvector's default `hnsw.max_scan_tuples`.
 const DEFAULT_MAX_SCAN_TUPLES: u64 = 20_000;
 
@@ -221,6 +223,7 @@ pub struct Search {
     distance: Option<Distance>,
     filter: Option<Filter>,
     max_scan_tuples: u64,
+    ef_search: usize,
 }
 
 impl Search {
@@ -232,12 +235,21 @@ impl Search {
             distance: None,
             filter: None,
             max_scan_tuples: DEFAULT_MAX_SCAN_TUPLES,
+            ef_search: DEFAULT_EF_SEARCH,
         }
     }
 
     /// Return at most `k` rows (1 to 1000).
     pub fn k(mut self, k: usize) -> Self {
         self.k = k;
+        self
+    }
+
+    /// The HNSW candidate list size (`hnsw.ef_search`): larger finds the true nearest
+    /// neighbours more often and costs more. Default 40 (pgvector's); raised to `k` when
+    /// smaller; at most 1000.
+    pub fn ef_search(mut self, n: usize) -> Self {
+        self.ef_search = n;
         self
     }
 
@@ -274,6 +286,7 @@ pub struct HybridSearch {
     text_weight: f64,
     candidates: Option<usize>,
     max_scan_tuples: u64,
+    ef_search: usize,
 }
 
 impl HybridSearch {
@@ -290,6 +303,7 @@ impl HybridSearch {
             text_weight: 0.3,
             candidates: None,
             max_scan_tuples: DEFAULT_MAX_SCAN_TUPLES,
+            ef_search: DEFAULT_EF_SEARCH,
         }
     }
 
@@ -329,6 +343,12 @@ impl HybridSearch {
     /// As [`Search::max_scan_tuples`].
     pub fn max_scan_tuples(mut self, n: u64) -> Self {
         self.max_scan_tuples = n.max(1);
+        self
+    }
+
+    /// As [`Search::ef_search`]; raised to the candidate count when smaller.
+    pub fn ef_search(mut self, n: usize) -> Self {
+        self.ef_search = n;
         self
     }
 }
@@ -420,7 +440,7 @@ impl VectorTable {
             sql,
             args: args.finish()?,
             distance,
-            ef_search: search.k,
+            ef_search: search.ef_search.max(search.k),
             max_scan_tuples: search.max_scan_tuples,
         })
     }
@@ -477,32 +497,40 @@ impl VectorTable {
             sql,
             args: args.finish()?,
             distance,
-            ef_search: candidates.max(search.k),
+            ef_search: search.ef_search.max(candidates).max(search.k),
             max_scan_tuples: search.max_scan_tuples,
         })
     }
 
-    /// Begin the search transaction and apply its settings (see the module docs).
+    /// Begin the search transaction and apply its settings (see the module docs): one
+    /// round trip (`BEGIN; SELECT set_config(…)` as one simple-protocol message), or a
+    /// savepoint and the settings when `conn` is already in a transaction.
     async fn begin_search<'c>(
         &self,
         conn: &'c mut PgConnection,
         prepared: &Prepared,
     ) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, VectorError> {
-        let mut tx = conn
-            .begin()
-            .await
-            .map_err(|e| sql::table_error("starting a search", &self.name, &e))?;
-        sqlx::query(
-            "SELECT pg_catalog.set_config('hnsw.ef_search', $1, true), \
+        // Integers only: nothing from the caller is pasted into the statement.
+        let ef_search = prepared.ef_search.clamp(1, MAX_K);
+        let max_scan = prepared.max_scan_tuples.clamp(1, i32::MAX as u64);
+        let settings = format!(
+            "SELECT pg_catalog.set_config('hnsw.ef_search', '{ef_search}', true), \
                     pg_catalog.set_config('hnsw.iterative_scan', 'strict_order', true), \
-                    pg_catalog.set_config('hnsw.max_scan_tuples', $2, true), \
-                    pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true)",
-        )
-        .bind(prepared.ef_search.clamp(40, MAX_K).to_string())
-        .bind(prepared.max_scan_tuples.min(i32::MAX as u64).to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| sql::table_error("configuring the search", &self.name, &e))?;
+                    pg_catalog.set_config('hnsw.max_scan_tuples', '{max_scan}', true), \
+                    pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true)"
+        );
+        let begin_failed = |e: sqlx::Error| sql::table_error("starting a search", &self.name, &e);
+        if !conn.is_in_transaction() {
+            return conn
+                .begin_with(AssertSqlSafe(format!("BEGIN; {settings}")))
+                .await
+                .map_err(begin_failed);
+        }
+        let mut tx = conn.begin().await.map_err(begin_failed)?;
+        sqlx::raw_sql(AssertSqlSafe(settings))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| sql::table_error("configuring the search", &self.name, &e))?;
         Ok(tx)
     }
 
