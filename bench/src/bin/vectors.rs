@@ -402,6 +402,7 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
     }
     drop(conn);
 
+    let load_after = load_average();
     let report = serde_json::json!({
         "date": today(),
         "command": "cargo run --release -p tenantry-bench --bin vectors",
@@ -410,7 +411,6 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
         "load_seconds": load.as_secs_f64(), "load_average": [load_before, load_after], "recall_at_k_t0_by_ef_search": recall,
         "plans": plans, "results": results,
     });
-    let load_after = load_average();
     let path = write_json("vectors", &report)?;
     println!(
         "## Vector search ({}, `cargo run --release -p tenantry-bench --bin vectors`)\n",
