@@ -574,3 +574,49 @@ async fn swapping_through_the_endpoint_under_load_fails_no_request() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_create_makes_missing_orgs_only_when_enabled() {
+    let pg = tenantry_tests::postgres();
+    let (base, _) = pg.app_url.rsplit_once('/').unwrap();
+    let prefix = format!("auto{}", std::process::id());
+    let config = tenantry::HostConfig {
+        database_url: Some(format!("{base}/{prefix}_{{org}}")),
+        admin_database_url: Some(pg.admin_url.clone()),
+        orgs: true,
+        tenants: true,
+        ..tenantry::HostConfig::default()
+    };
+    let host = Host::load(config).await.unwrap();
+    let off = serve(app(host.clone(), TenancyOptions::default())).await;
+    let on = serve(app(
+        host.clone(),
+        TenancyOptions {
+            auto_create: true,
+            ..TenancyOptions::default()
+        },
+    ))
+    .await;
+    let headers = [("x-org-id", "newco"), ("x-tenant-id", "t1")];
+
+    let r = get_(&off, "/whoami", &headers).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "not_found".to_owned()),
+        "{}",
+        r.body
+    );
+    assert!(!host.org_exists("newco").await.unwrap());
+    assert!(
+        !r.body.contains(&tenantry_tests::postgres().app_url),
+        "URL with password in the body"
+    );
+
+    let r = get_(&on, "/whoami", &headers).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "newco/t1"));
+    assert!(host.org_exists("newco").await.unwrap());
+    assert!(host.tenant_exists("t1", Some("newco")).await.unwrap());
+    // Once created, the request works without auto-create too.
+    assert_eq!(get_(&off, "/whoami", &headers).await.status, 200);
+    host.delete_org("newco", true).await.unwrap();
+}

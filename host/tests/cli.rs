@@ -414,3 +414,72 @@ fn serve_then_swap_and_rollback_through_the_cli() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn orgs_and_tenants_end_to_end_on_postgres() {
+    let var = |v: &str| {
+        std::env::var(v).unwrap_or_else(|_| panic!("{v} not set: run through scripts/test.sh"))
+    };
+    let (admin, app) = (
+        var("TENANTRY_TEST_PG_ADMIN_URL"),
+        var("TENANTRY_TEST_PG_APP_URL"),
+    );
+    let (base, _) = app.rsplit_once('/').unwrap();
+    let prefix = format!("cli{}", std::process::id());
+    let url = format!("{base}/{prefix}_{{org}}");
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("TENANTRY_ADMIN_DATABASE_URL", admin.as_str()),
+        ("TENANTRY_ORGS", "true"),
+        ("TENANTRY_TENANTS", "true"),
+    ];
+    let password = app
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .split_once(':')
+        .unwrap()
+        .1
+        .to_owned();
+    let run = |args: &[&str]| {
+        let out = tenantry(args, &env);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            !stdout.contains(&password) && !stderr.contains(&password),
+            "password in CLI output: {stdout}{stderr}"
+        );
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, out, err) = run(&["orgs", "create", "pa", "pb"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (_, out, _) = run(&["--json", "orgs", "list"]);
+    let listed: Vec<String> = serde_json::from_str(&out).unwrap();
+    assert!(
+        listed.contains(&"pa".to_owned()) && listed.contains(&"pb".to_owned()),
+        "{listed:?}"
+    );
+    assert_eq!(run(&["orgs", "exists", "pa"]).0, Some(0));
+    let (code, out, err) = run(&["tenants", "create", "t1", "--org", "pa"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (_, out, _) = run(&["--json", "tenants", "list", "--org", "pa"]);
+    assert_eq!(serde_json::from_str::<Vec<String>>(&out).unwrap(), ["t1"]);
+    let (code, out, _) = run(&["--json", "resolve", "pa", "--tenant", "t1"]);
+    assert_eq!(code, Some(0));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(r["url"].as_str().unwrap().contains(":***@"), "{r}");
+    let (code, _, err) = run(&["orgs", "delete", "pa"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--yes") || err.to_lowercase().contains("confirm"),
+        "{err}"
+    );
+    for org in ["pa", "pb"] {
+        assert_eq!(run(&["orgs", "delete", org, "--yes"]).0, Some(0));
+        assert_eq!(run(&["orgs", "exists", org]).0, Some(1));
+    }
+    let (code, out, err) = run(&["--json", "health"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+}
