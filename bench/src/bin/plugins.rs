@@ -1,33 +1,32 @@
-//! Tenantry benchmarks.
+//! Guest plugins by language.
 //!
-//! `cargo run --release -p tenantry-bench -- plugins` measures the same org resolver (the
+//! `cargo run --release -p tenantry-bench -- plugins` (or `--bin plugins`) measures the same org resolver (the
 //! `directory` behaviour) built in every guest language, through the real host runtime:
 //! component size, cold compile time, precompiled load time, instantiation and per-call time,
 //! with Rust as the baseline. It writes `target/bench/plugins.json` and prints a markdown
-//! table. The components come from `scripts/build-plugins.sh`. Other benchmarks are binaries
-//! of their own (`--bin resolve`, `--bin sandbox`).
+//! table. The components come from `scripts/build-plugins.sh`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use serde::Serialize;
 use tenantry::plugin::{
     Capability, EngineOptions, Grants, LoadedPlugin, PluginKind, PluginRuntime, PluginSpec,
 };
 
 #[derive(Parser)]
-#[command(about = "Tenantry benchmarks (run with --release)")]
+#[command(
+    about = "Guest plugins by language: size, compile, load, instantiate, call (run with --release)"
+)]
 struct Cli {
-    #[command(subcommand)]
-    bench: Bench,
-}
-
-#[derive(Subcommand)]
-enum Bench {
-    /// Guest plugins by language: size, compile, load, instantiate, call.
-    Plugins(PluginsArgs),
+    /// The benchmark: `plugins` (the default; accepted so that
+    /// `cargo run -p tenantry-bench -- plugins` reads naturally).
+    #[arg(value_parser = ["plugins"], default_value = "plugins")]
+    bench: String,
+    #[command(flatten)]
+    args: PluginsArgs,
 }
 
 #[derive(clap::Args)]
@@ -131,8 +130,7 @@ impl Stats {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
-    let Bench::Plugins(args) = cli.bench;
+    let args = Cli::parse().args;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
