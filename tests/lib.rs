@@ -59,3 +59,42 @@ pub fn postgres() -> TestPostgres {
         app_url: get("TENANTRY_TEST_PG_APP_URL"),
     }
 }
+
+/// Run four calls of `runaway` on the org id `loop` (each spins until its `deadline`) while
+/// `neighbour` answers `acme` for 300 ms; assert the neighbour answered at least
+/// `min_answers` times and every runaway call ended with `DeadlineExceeded { deadline }`.
+///
+/// Shared by the Rust and the JavaScript containment tests: the same guarantee must hold for
+/// every guest runtime.
+pub async fn assert_runaway_contained(
+    runaway: std::sync::Arc<tenantry::plugin::LoadedPlugin>,
+    neighbour: &tenantry::plugin::LoadedPlugin,
+    deadline: std::time::Duration,
+    min_answers: usize,
+) {
+    let loops: Vec<_> = (0..4)
+        .map(|_| {
+            let p = runaway.clone();
+            tokio::spawn(async move { p.resolve("loop").await })
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let mut answered = 0;
+    while start.elapsed() < std::time::Duration::from_millis(300) {
+        let t = neighbour.resolve("acme").await.unwrap().unwrap();
+        assert_eq!(t.url, "postgres://db/acme");
+        answered += 1;
+    }
+    assert!(
+        answered >= min_answers,
+        "neighbour starved: {answered} answers in 300 ms"
+    );
+    for l in loops {
+        match l.await.unwrap() {
+            Err(tenantry::PluginError::DeadlineExceeded { deadline: d, .. }) => {
+                assert_eq!(d, deadline)
+            }
+            other => panic!("loop: {other:?}"),
+        }
+    }
+}

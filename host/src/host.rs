@@ -340,6 +340,12 @@ impl HostBuilder {
         self
     }
 
+    /// Enable tenant-scoped vector search ([`crate::vectors`]; `TENANTRY_VECTORS`).
+    pub fn vectors(mut self, on: bool) -> Self {
+        self.config.vectors = on;
+        self
+    }
+
     /// Serve org resolution from the component at `path`, configured by `spec`.
     pub fn org_resolver(mut self, path: impl Into<PathBuf>, spec: PluginSpec) -> Self {
         self.config.plugins.org_resolver = Some(PluginSpec {
