@@ -178,9 +178,10 @@ async fn metrics_text(State(s): State<AdminState>) -> Result<Response, ApiError>
             .call_failures
             .load(std::sync::atomic::Ordering::Relaxed) as f64,
     );
-    let health = s.host.health().await;
-    metrics::gauge!("tenantry_open_connections").set(f64::from(health.open_connections));
-    metrics::gauge!("tenantry_max_open_connections").set(f64::from(health.max_open_connections));
+    // Pool counters only: a scrape must not ping databases (that is what /health/db is for).
+    let (open, max) = s.host.connection_counts();
+    metrics::gauge!("tenantry_open_connections").set(f64::from(open));
+    metrics::gauge!("tenantry_max_open_connections").set(f64::from(max));
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),

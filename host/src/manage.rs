@@ -390,6 +390,13 @@ impl Host {
             .collect())
     }
 
+    /// Connections open across all pools, and the global cap on them. Unlike
+    /// [`health`](Self::health) this touches no database, so it suits metrics scrapes.
+    pub fn connection_counts(&self) -> (u32, u32) {
+        let cap = self.data().registry.cap();
+        (cap.open(), cap.max())
+    }
+
     /// Mode, backend, connections and pools; healthy when the configuration is usable and
     /// the database (without orgs) or every open pool (with orgs) answers.
     pub async fn health(&self) -> Health {
