@@ -13,7 +13,7 @@ use crate::plugin::{
 };
 use crate::redact::redact_url;
 use crate::resolve::{
-    BreakerOverride, BreakerState, OrgHealth, PreloadReport, Resolution, ResolveError,
+    BreakerOverride, BreakerState, OrgHealth, Pinned, PreloadReport, Resolution, ResolveError,
     ResolveOptions, Resolver, ResolverMetrics, Source,
 };
 
@@ -216,6 +216,21 @@ impl Host {
     /// cannot be resolved is an error, never a guessed URL.
     pub async fn resolve_org(&self, org: &OrgId) -> Result<Arc<OrgTarget>, HostError> {
         Ok(self.inner.resolver.resolve(org).await?.target)
+    }
+
+    /// Like [`resolve_org`](Self::resolve_org), with what
+    /// [`org_still_current`](Self::org_still_current) needs to re-check the answer later.
+    pub(crate) async fn resolve_org_pinned(
+        &self,
+        org: &OrgId,
+    ) -> Result<(Arc<OrgTarget>, Pinned), HostError> {
+        let (resolution, pinned) = self.inner.resolver.resolve_pinned(org).await?;
+        Ok((resolution.target, pinned))
+    }
+
+    /// Whether resolving `org` now would still give the answer `pinned` came from.
+    pub(crate) async fn org_still_current(&self, org: &OrgId, pinned: &Pinned) -> bool {
+        self.inner.resolver.still_current(org, pinned).await
     }
 
     /// Like [`resolve_org`](Self::resolve_org), also saying where the answer came from.

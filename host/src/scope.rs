@@ -17,10 +17,14 @@
 //! whether the holder finished, returned early, was cancelled mid-query or panicked.
 //!
 //! Resolution happens when the handle is created, so a handle pins the org's target and
-//! the tenant's scope as they were then; handles are meant to be created per request (the
-//! org resolution, the policy answer and the pool are all cached).
+//! the tenant's scope as they were then; handles are meant to be created per request. That
+//! is cheap: a handle for the application's own use is kept ready and handed out again
+//! (a clone) for as long as everything it was built from still stands — the org's cached
+//! resolution, the policy's answer, the pool — so a hot tenant's `host.org(o).tenant(t)`
+//! is a cache lookup and a few checks, not a new plan (see `Ready` for the exact rules).
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +39,7 @@ use crate::pool::{
     Backend, Checked, CheckoutError, ConnPool, Driver, PoolEntry, PoolKey, PoolRegistry,
 };
 use crate::redact::{redact_text, redact_url};
+use crate::resolve::Pinned;
 
 /// What went wrong with scoped data access, pools, isolation or management; each message
 /// says what to do.
@@ -286,15 +291,57 @@ pub(crate) struct ScopePlan {
     pub(crate) session: Arc<SessionScope>,
     pub(crate) read_only: bool,
     pub(crate) max_connections: Option<u32>,
+    /// What the plan was derived from.
+    pub(crate) basis: PlanBasis,
 }
 
-/// Per-host state of the data layer: pools, cached policy answers, tenant limits, apps.
+/// The answers a plan was derived from, kept so that a cached handle can tell cheaply
+/// whether they still stand (see [`Ready`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PlanBasis {
+    /// The org's resolution (org addresses only).
+    org: Option<Pinned>,
+    /// The tenant policy's generation when it was asked, and when its answer expires.
+    policy: Option<(u64, Instant)>,
+}
+
+/// Per-host state of the data layer: pools, cached policy answers, tenant limits, apps,
+/// and ready handles.
 pub(crate) struct DataState {
     pub(crate) registry: PoolRegistry,
     scopes: moka::future::Cache<ScopeCacheKey, (Arc<TenantScope>, Instant)>,
     limiters: moka::future::Cache<(Arc<str>, TenantId, u32), Arc<Semaphore>>,
     apps: Mutex<Option<Arc<Vec<App>>>>,
+    /// Handles built for the application's own use, so that a hot scope's
+    /// `host.org(o).tenant(t)` is a lookup and a few checks instead of resolving the org,
+    /// asking the policy, planning the session and finding the pool again (see [`Ready`]).
+    ready: moka::future::Cache<ScopeAddress, Arc<Ready>>,
+    /// Bumped whenever cached policy answers, limits or pools are forgotten: a ready
+    /// handle built under an older value is not used.
+    epoch: AtomicU64,
+    /// How long a ready handle is used before it is built again (see [`Ready`]).
+    ready_for: Duration,
 }
+
+/// A handle ready to be handed out again, with what it was built from.
+///
+/// It is used only while everything it was derived from still stands, each re-checked on
+/// every use: the org's resolution is the very entry the resolver's cache would answer
+/// with now, and fresh (so clearing, refreshing, expiry, eviction and a resolver swap all
+/// retire it); the tenant policy is the same generation and its answer has not expired;
+/// no policy answer, limit or pool was forgotten since (`epoch`: `delete_tenant`,
+/// `delete_org`, `clear_cache`); and its pool is still open, not closed or evicted. It is
+/// also rebuilt at least every `ready_for` (≤ 1 s), which keeps the pool registry and the
+/// tenant limiters seeing the scope as in use and bounds how long anything the checks
+/// cannot see (a policy answer evicted for room) outlives its source.
+struct Ready {
+    core: Arc<ScopedCore>,
+    epoch: u64,
+    until: Instant,
+}
+
+/// Longest a ready handle is used before it is built again.
+const READY_FOR: Duration = Duration::from_secs(1);
 
 type ScopeCacheKey = (
     u64,
@@ -318,6 +365,11 @@ impl std::fmt::Debug for DataState {
 
 impl DataState {
     pub(crate) fn new(config: &crate::HostConfig) -> Self {
+        // Rebuilt well within the pool registry's idle timeout, so that a pool used only
+        // through ready handles is never evicted as idle.
+        let ready_for = READY_FOR
+            .min(Duration::from_millis(config.pools.pool_idle_timeout_ms / 2))
+            .max(Duration::from_millis(1));
         Self {
             registry: PoolRegistry::new(&config.pools),
             scopes: moka::future::Cache::builder()
@@ -329,19 +381,37 @@ impl DataState {
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             apps: Mutex::new(None),
+            ready: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ready_for)
+                .build(),
+            epoch: AtomicU64::new(0),
+            ready_for,
         }
     }
 
-    /// Forget policy answers, tenant limits and discovered apps; close every pool.
+    /// Forget policy answers, tenant limits, discovered apps and ready handles; close
+    /// every pool.
     pub(crate) async fn clear(&self) {
+        self.forget_ready();
         self.scopes.invalidate_all();
         self.limiters.invalidate_all();
         *self.apps.lock().expect("apps lock") = None;
         self.registry.close_all().await;
+        // Again: a handle built while the pools were closing may hold one of them.
+        self.forget_ready();
     }
 
+    /// Forget policy answers (and the ready handles built from them).
     pub(crate) fn forget_scopes(&self) {
         self.scopes.invalidate_all();
+        // After the answers are gone: a handle built from an old answer has an old epoch.
+        self.forget_ready();
+    }
+
+    fn forget_ready(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.ready.invalidate_all();
     }
 }
 
@@ -515,14 +585,68 @@ impl Host {
         Ok(())
     }
 
-    /// Resolve, plan and open a scope.
+    /// Resolve, plan and open a scope; for the application's own use, hand out the ready
+    /// handle of an earlier call while everything it was built from still stands.
     pub(crate) async fn open_scope(
         &self,
         address: ScopeAddress,
         purpose: Purpose,
     ) -> Result<Scoped, HostError> {
-        let plan = self.plan_scope(address, purpose).await?;
-        self.open_plan(plan).await
+        if purpose != Purpose::Use {
+            let plan = self.plan_scope(address, purpose).await?;
+            return self.open_plan(plan).await;
+        }
+        let data = self.data();
+        if let Some(ready) = data.ready.get(&address).await
+            && self.still_stands(&ready).await
+        {
+            return Ok(Scoped {
+                host: self.clone(),
+                core: ready.core.clone(),
+            });
+        }
+        // Read before planning: anything forgotten from now on makes this handle stale.
+        let epoch = data.epoch.load(Ordering::Acquire);
+        let until = Instant::now() + data.ready_for;
+        let plan = self.plan_scope(address.clone(), purpose).await?;
+        let scoped = self.open_plan(plan).await?;
+        let until = match scoped.core.plan.basis.policy {
+            Some((_, expires)) => until.min(expires),
+            None => until,
+        };
+        let ready = Ready {
+            core: scoped.core.clone(),
+            epoch,
+            until,
+        };
+        data.ready.insert(address, Arc::new(ready)).await;
+        Ok(scoped)
+    }
+
+    /// Whether a ready handle may be handed out: see [`Ready`] for what is checked.
+    async fn still_stands(&self, ready: &Ready) -> bool {
+        let data = self.data();
+        let plan = &ready.core.plan;
+        let basis = &plan.basis;
+        if ready.epoch != data.epoch.load(Ordering::Acquire)
+            || Instant::now() >= ready.until
+            || !ready.core.pool.is_open()
+        {
+            return false;
+        }
+        if let Some((generation, _)) = basis.policy
+            && self
+                .slot(PluginKind::TenantPolicy)
+                .is_none_or(|slot| slot.generation() != generation)
+        {
+            return false;
+        }
+        // Last: it counts as the resolver cache hit it stands for.
+        match (&plan.address.org, &basis.org) {
+            (Some(org), Some(pinned)) => self.org_still_current(org, pinned).await,
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
     }
 
     /// The database of the org (or the single database), validated.
@@ -530,11 +654,24 @@ impl Host {
         &self,
         org: Option<&OrgId>,
     ) -> Result<(Arc<str>, Vec<(String, String)>), HostError> {
+        let (url, labels, _) = self.org_route(org).await?;
+        Ok((url, labels))
+    }
+
+    /// Like [`org_url`](Self::org_url), with the resolution's pin for org addresses.
+    async fn org_route(
+        &self,
+        org: Option<&OrgId>,
+    ) -> Result<(Arc<str>, Vec<(String, String)>, Option<Pinned>), HostError> {
         match org {
             Some(org) => {
-                let target = self.resolve_org(org).await?;
+                let (target, pinned) = self.resolve_org_pinned(org).await?;
                 check_database_url(&target.url)?;
-                Ok((target.url.as_str().into(), target.labels.clone()))
+                Ok((
+                    target.url.as_str().into(),
+                    target.labels.clone(),
+                    Some(pinned),
+                ))
             }
             None => {
                 let url = self
@@ -552,7 +689,7 @@ impl Host {
                     .into());
                 }
                 check_database_url(url)?;
-                Ok((url.into(), Vec::new()))
+                Ok((url.into(), Vec::new(), None))
             }
         }
     }
@@ -563,7 +700,11 @@ impl Host {
         address: ScopeAddress,
         purpose: Purpose,
     ) -> Result<ScopePlan, HostError> {
-        let (org_url, labels) = self.org_url(address.org.as_ref()).await?;
+        let (org_url, labels, pinned) = self.org_route(address.org.as_ref()).await?;
+        let mut basis = PlanBasis {
+            org: pinned,
+            policy: None,
+        };
         let org_backend = Backend::of_url(&org_url).expect("checked by org_url");
         let Some(tenant) = address.tenant.clone() else {
             if org_url.contains("{tenant}") {
@@ -584,11 +725,13 @@ impl Host {
                 session: Arc::new(SessionScope::shared()),
                 read_only: false,
                 max_connections: None,
+                basis,
             });
         };
-        let scope = self
+        let (scope, policy) = self
             .tenant_scope(&address, &tenant, &labels, &org_url)
             .await?;
+        basis.policy = policy;
         let use_ = purpose == Purpose::Use;
         let (target_url, isolation, schema): (Arc<str>, _, _) = match &scope.isolation {
             Isolation::Row => match org_backend {
@@ -646,35 +789,39 @@ impl Host {
             session: Arc::new(session),
             read_only,
             max_connections: if use_ { scope.max_connections } else { None },
+            basis,
         })
     }
 
     /// The tenant policy's answer for `tenant` (cached), or the default without a policy:
     /// row isolation, or a database of its own when the URL has a `{tenant}` placeholder.
+    /// With a policy, also the policy's generation and when the answer expires.
     async fn tenant_scope(
         &self,
         address: &ScopeAddress,
         tenant: &TenantId,
         labels: &[(String, String)],
         org_url: &str,
-    ) -> Result<Arc<TenantScope>, HostError> {
+    ) -> Result<(Arc<TenantScope>, Option<(u64, Instant)>), HostError> {
         let Some(slot) = self.slot(PluginKind::TenantPolicy) else {
             let isolation = if org_url.contains("{tenant}") {
                 Isolation::Database(org_url.replace("{tenant}", &tenant.db_name()))
             } else {
                 Isolation::Row
             };
-            return Ok(Arc::new(TenantScope {
+            let scope = TenantScope {
                 isolation,
                 settings: Vec::new(),
                 read_only: false,
                 max_connections: None,
                 ttl: None,
-            }));
+            };
+            return Ok((Arc::new(scope), None));
         };
         let data = self.data();
+        let generation = slot.generation();
         let key: ScopeCacheKey = (
-            slot.generation(),
+            generation,
             address.org.clone(),
             tenant.clone(),
             address.app.clone(),
@@ -683,7 +830,7 @@ impl Host {
         if let Some((scope, expires)) = data.scopes.get(&key).await
             && Instant::now() < expires
         {
-            return Ok(scope);
+            return Ok((scope, Some((generation, expires))));
         }
         let plugin = slot.current();
         let request = ScopeRequest {
@@ -717,10 +864,9 @@ impl Host {
             .ttl
             .unwrap_or(DEFAULT_SCOPE_TTL)
             .min(DEFAULT_SCOPE_TTL);
-        data.scopes
-            .insert(key, (scope.clone(), Instant::now() + ttl))
-            .await;
-        Ok(scope)
+        let expires = Instant::now() + ttl;
+        data.scopes.insert(key, (scope.clone(), expires)).await;
+        Ok((scope, Some((generation, expires))))
     }
 
     /// Find or open the pool of a plan and wrap it in a handle.
@@ -749,8 +895,8 @@ impl Host {
             _ => None,
         };
         Ok(Scoped {
-            inner: Arc::new(ScopedInner {
-                host: self.clone(),
+            host: self.clone(),
+            core: Arc::new(ScopedCore {
                 database: pool.label().to_owned(),
                 pool,
                 limiter,
@@ -1012,8 +1158,9 @@ pub(crate) fn sqlx_error(database: &str, e: &sqlx::Error) -> DataError {
     }
 }
 
-struct ScopedInner {
-    host: Host,
+/// A handle's part that does not depend on who holds it (no `Host`: ready handles live
+/// inside the host, and must not keep it alive).
+struct ScopedCore {
     plan: ScopePlan,
     pool: PoolEntry,
     database: String,
@@ -1027,7 +1174,8 @@ struct ScopedInner {
 /// database (see the crate's README for what exactly is guaranteed and what is not).
 #[derive(Clone)]
 pub struct Scoped {
-    inner: Arc<ScopedInner>,
+    host: Host,
+    core: Arc<ScopedCore>,
 }
 
 impl std::fmt::Debug for Scoped {
@@ -1037,7 +1185,7 @@ impl std::fmt::Debug for Scoped {
             .field("org", &self.org())
             .field("tenant", &self.tenant())
             .field("isolation", &self.isolation())
-            .field("database", &self.inner.database)
+            .field("database", &self.core.database)
             .finish()
     }
 }
@@ -1045,42 +1193,42 @@ impl std::fmt::Debug for Scoped {
 impl Scoped {
     /// The org, when organizations are enabled.
     pub fn org(&self) -> Option<&OrgId> {
-        self.inner.plan.address.org.as_ref()
+        self.core.plan.address.org.as_ref()
     }
 
     /// The tenant, for tenant handles.
     pub fn tenant(&self) -> Option<&TenantId> {
-        self.inner.plan.address.tenant.as_ref()
+        self.core.plan.address.tenant.as_ref()
     }
 
     /// The app, for handles from [`Host::app`].
     pub fn app(&self) -> Option<&str> {
-        self.inner.plan.address.app.as_deref()
+        self.core.plan.address.app.as_deref()
     }
 
     /// How this scope's data is kept apart.
     pub fn isolation(&self) -> &IsolationKind {
-        &self.inner.plan.isolation
+        &self.core.plan.isolation
     }
 
     /// The backend of the target database.
     pub fn backend(&self) -> Backend {
-        self.inner.plan.backend
+        self.core.plan.backend
     }
 
     /// The target database, password redacted.
     pub fn database(&self) -> &str {
-        &self.inner.database
+        &self.core.database
     }
 
     /// Whether the tenant policy made this scope read-only.
     pub fn read_only(&self) -> bool {
-        self.inner.plan.read_only
+        self.core.plan.read_only
     }
 
     /// The connection limit the tenant policy set for this tenant, if any.
     pub fn max_connections(&self) -> Option<u32> {
-        self.inner.plan.max_connections
+        self.core.plan.max_connections
     }
 
     /// Check out a connection whose session can see only this scope's data.
@@ -1090,7 +1238,7 @@ impl Scoped {
     /// host's global cap is reached. On PostgreSQL the session is switched to the scope in
     /// one round trip, or not at all when the connection already carries it.
     pub async fn acquire<DB: SupportedDatabase>(&self) -> Result<TenantConnection<DB>, HostError> {
-        let inner = &self.inner;
+        let inner = &self.core;
         let Some(pool) = <DB::Connection as Driver>::from_entry(&inner.pool) else {
             let requested = <DB::Connection as Driver>::BACKEND;
             return Err(DataError::WrongBackend {
@@ -1104,7 +1252,7 @@ impl Scoped {
             }
             .into());
         };
-        let registry = &inner.host.data().registry;
+        let registry = &self.host.data().registry;
         let limit = match &inner.limiter {
             Some(limiter) => {
                 let timeout = registry.settings().acquire_timeout;
@@ -1136,7 +1284,7 @@ impl Scoped {
     /// Check out a connection, run `SELECT 1`, and report how long it all took.
     pub async fn ping(&self) -> Result<Duration, HostError> {
         let started = Instant::now();
-        let database = &self.inner.database;
+        let database = &self.core.database;
         let fail = |e: sqlx::Error| HostError::Data(sqlx_error(database, &e));
         match self.backend() {
             Backend::Postgres => {
@@ -1158,7 +1306,7 @@ impl Scoped {
     }
 
     pub(crate) fn plan(&self) -> &ScopePlan {
-        &self.inner.plan
+        &self.core.plan
     }
 }
 

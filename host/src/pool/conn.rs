@@ -60,6 +60,14 @@ pub(crate) enum Carried {
     Scope(Arc<SessionScope>),
 }
 
+impl Carried {
+    /// Whether the session is known to carry `scope`. Handles of one scope share its
+    /// `Arc`, so the usual answer is a pointer comparison.
+    fn is(&self, scope: &Arc<SessionScope>) -> bool {
+        matches!(self, Carried::Scope(s) if Arc::ptr_eq(s, scope) || **s == **scope)
+    }
+}
+
 /// A live connection, the permit it holds in the global cap, and its place in the pool's
 /// count. Both are given back when it is dropped, however that happens.
 pub(crate) struct Live<C> {
@@ -204,6 +212,11 @@ impl<C: Driver> ConnPool<C> {
         self.state.load(Ordering::Acquire) == CLOSED
     }
 
+    /// Neither closed nor evicted from its registry.
+    pub(crate) fn is_open(&self) -> bool {
+        self.state.load(Ordering::Acquire) == OPEN
+    }
+
     /// Check out a connection whose session carries `scope`.
     ///
     /// When the global cap is exhausted, an idle connection of another pool is closed to
@@ -238,7 +251,7 @@ impl<C: Driver> ConnPool<C> {
             };
             checked.live = Some(live);
             let live = checked.live.as_mut().expect("just set");
-            let carries = matches!(&live.carried, Carried::Scope(s) if **s == **scope);
+            let carries = live.carried.is(scope);
             if carries
                 && self.settings.reuse_sessions
                 && live.verified_at.elapsed() < REVERIFY_AFTER
@@ -267,7 +280,7 @@ impl<C: Driver> ConnPool<C> {
     /// Pop the idle connection to hand out: the most recently used one already carrying
     /// `scope` if any (no switch needed), else the most recently used one. Connections idle
     /// past the idle timeout are closed on the way; long-idle ones are pinged.
-    async fn take_idle(&self, scope: &SessionScope) -> Option<Live<C>> {
+    async fn take_idle(&self, scope: &Arc<SessionScope>) -> Option<Live<C>> {
         loop {
             let candidate = {
                 let mut idle = self.idle.lock().expect("pool lock");
@@ -285,9 +298,7 @@ impl<C: Driver> ConnPool<C> {
                 for live in expired {
                     self.discard(live);
                 }
-                let matching = idle
-                    .iter()
-                    .rposition(|c| matches!(&c.live.carried, Carried::Scope(s) if **s == *scope));
+                let matching = idle.iter().rposition(|c| c.live.carried.is(scope));
                 match matching {
                     Some(i) => Some(idle.remove(i)),
                     None => idle.pop(),

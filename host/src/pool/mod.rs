@@ -183,6 +183,11 @@ impl PoolEntry {
         each!(self, p => p.close())
     }
 
+    /// Neither closed nor evicted from the registry.
+    pub(crate) fn is_open(&self) -> bool {
+        each!(self, p => p.is_open())
+    }
+
     pub(crate) async fn closed(&self, timeout: Duration) {
         each!(self, p => p.closed(timeout).await)
     }

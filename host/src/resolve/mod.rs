@@ -282,6 +282,11 @@ pub struct PreloadReport {
     pub failed: Vec<(OrgId, ResolveError)>,
 }
 
+/// The cache entry a resolution was answered from (none for the pattern source), kept by
+/// callers that cache something derived from it; see [`Resolver::still_current`].
+#[derive(Debug, Clone)]
+pub(crate) struct Pinned(Option<Arc<Cached>>);
+
 /// A cached answer.
 #[derive(Debug)]
 struct Cached {
@@ -395,6 +400,15 @@ impl Resolver {
 
     /// Resolve `org`, from the cache when possible.
     pub(crate) async fn resolve(&self, org: &OrgId) -> Result<Resolution, ResolveError> {
+        Ok(self.resolve_pinned(org).await?.0)
+    }
+
+    /// Like [`resolve`](Self::resolve), also returning what [`still_current`](Self::still_current)
+    /// needs to tell later, cheaply, whether the answer still stands.
+    pub(crate) async fn resolve_pinned(
+        &self,
+        org: &OrgId,
+    ) -> Result<(Resolution, Pinned), ResolveError> {
         let pattern = match &self.source {
             Source::Pattern(p) => Some(p),
             Source::None => return Err(ResolveError::NoResolver),
@@ -402,18 +416,18 @@ impl Resolver {
         };
         if let Some(pattern) = pattern {
             self.stats.resolves.fetch_add(1, Ordering::Relaxed);
-            return Ok(Resolution {
+            let resolution = Resolution {
                 target: Arc::new(substitute(pattern, org)),
                 source: AnswerSource::Pattern,
                 fallback: false,
-            });
+            };
+            return Ok((resolution, Pinned(None)));
         }
         if let Some(cached) = self.cache.get(org).await {
             if self.fresh(&cached) {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                cached.hits.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("tenantry_org_cache_hits_total").increment(1);
-                return self.answer(org, &cached, AnswerSource::Cache);
+                self.count_hit(&cached);
+                let resolution = self.answer(org, &cached, AnswerSource::Cache)?;
+                return Ok((resolution, Pinned(Some(cached))));
             }
             // Expired or from a swapped-out plugin: drop it, unless someone already
             // replaced it with a fresh answer.
@@ -446,7 +460,36 @@ impl Resolver {
             (true, false) => AnswerSource::Resolver,
             (false, false) => AnswerSource::Cache,
         };
-        self.answer(org, &cached, source)
+        let resolution = self.answer(org, &cached, source)?;
+        Ok((resolution, Pinned(Some(cached))))
+    }
+
+    /// Whether resolving `org` now would give the answer `pinned` came from, without
+    /// resolving: for the pattern source always (the answer is a pure function of the id),
+    /// for a plugin exactly when the cache still holds that very entry and it is fresh
+    /// (not expired, not from a swapped-out plugin, not cleared, refreshed or evicted).
+    /// Counted like the cache hit it stands for.
+    pub(crate) async fn still_current(&self, org: &OrgId, pinned: &Pinned) -> bool {
+        match (&self.source, &pinned.0) {
+            (Source::Pattern(_), _) => {
+                self.stats.resolves.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            (Source::Plugin(_), Some(pinned)) => match self.cache.get(org).await {
+                Some(cached) if Arc::ptr_eq(&cached, pinned) && self.fresh(&cached) => {
+                    self.count_hit(&cached);
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    fn count_hit(&self, cached: &Cached) {
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        cached.hits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("tenantry_org_cache_hits_total").increment(1);
     }
 
     fn answer(
