@@ -367,3 +367,155 @@ async fn configure_returns_a_new_host_and_clear_cache_closes_pools() {
         .to_string();
     assert!(err.contains("is not usable"), "{err}");
 }
+
+/// Which file a tenant's connection really reads: `PRAGMA database_list`'s `main`.
+async fn file_of(host: &Host, org: &str, tenant: &str) -> String {
+    let scoped = host.org(org).unwrap().tenant(tenant).await.unwrap();
+    let mut conn = scoped.acquire::<Sqlite>().await.unwrap();
+    let (_, _, file): (i64, String, String) = sqlx::query_as("PRAGMA database_list")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        scoped.database(),
+        format!("sqlite://{file}"),
+        "the handle names the file its connections use"
+    );
+    file
+}
+
+/// The host hands the same scope's handle out again while nothing it was built from changed
+/// (see `Ready` in scope.rs). That must never outlive the org's resolution, the policy's
+/// answer or the pool: after each change below, the very next checkout goes to where the
+/// host routes now. `pattern` answers `v1/acme.db`, `directory` answers `v2/acme.db`.
+#[tokio::test]
+async fn handles_kept_ready_follow_every_change_of_routing() {
+    use tenantry::plugin::{Capability, Grants, PluginKind, PluginSpec};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().display().to_string();
+    for keep_cache_on_swap in [false, true] {
+        let mut config = sqlite_config(root.path(), true, true);
+        config.resolve.keep_cache_on_swap = keep_cache_on_swap;
+        config.plugins.org_resolver = Some(PluginSpec {
+            path: Some(tenantry_tests::plugin("pattern")),
+            grants: Grants::of(&[Capability::Config]),
+            config: [
+                (
+                    "template".to_owned(),
+                    format!("sqlite://{dir}/v1/{{org}}.db"),
+                ),
+                (
+                    "directory".to_owned(),
+                    format!(r#"{{"acme": "sqlite://{dir}/v2/acme.db"}}"#),
+                ),
+            ]
+            .into(),
+            samples: vec!["acme".into()],
+            ..PluginSpec::default()
+        });
+        let host = host(config).await;
+        let v1 = format!("{dir}/v1/");
+        let v2 = format!("{dir}/v2/");
+
+        // Repeated handles (kept ready after the first) count as org-cache hits, as before.
+        assert!(file_of(&host, "acme", "t1").await.starts_with(&v1));
+        let hits = host.resolver_metrics().await.cache_hits;
+        for _ in 0..5 {
+            assert!(file_of(&host, "acme", "t1").await.starts_with(&v1));
+        }
+        assert_eq!(host.resolver_metrics().await.cache_hits, hits + 5);
+        write_note(&host, "acme", "t1", "in v1").await;
+
+        // A resolver swap: the cached resolution is stale at once, unless kept on purpose —
+        // then the handle follows the cache, and clearing the org's entry moves it.
+        host.swap_file(
+            PluginKind::OrgResolver,
+            &tenantry_tests::plugin("directory"),
+        )
+        .await
+        .unwrap();
+        if keep_cache_on_swap {
+            assert!(file_of(&host, "acme", "t1").await.starts_with(&v1));
+            host.clear_org_cache(Some(&"acme".parse().unwrap())).await;
+        }
+        assert!(file_of(&host, "acme", "t1").await.starts_with(&v2));
+        assert!(read_notes(&host, "acme", "t1").await.is_empty());
+
+        // Back, through a rollback and (with kept answers) clearing every cached org.
+        host.rollback(PluginKind::OrgResolver).await.unwrap();
+        if keep_cache_on_swap {
+            assert!(file_of(&host, "acme", "t1").await.starts_with(&v2));
+            host.clear_org_cache(None).await;
+        }
+        assert!(file_of(&host, "acme", "t1").await.starts_with(&v1));
+        assert_eq!(read_notes(&host, "acme", "t1").await, ["in v1"]);
+
+        // Deleting the tenant closes its pool and deletes its file: the next handle opens
+        // a new, empty one instead of failing on the closed pool.
+        host.delete_tenant("t1", Some("acme"), true).await.unwrap();
+        assert!(read_notes(&host, "acme", "t1").await.is_empty());
+        write_note(&host, "acme", "t1", "again").await;
+
+        // Clearing every cache closes every pool; so does deleting the org.
+        host.clear_cache().await;
+        assert_eq!(read_notes(&host, "acme", "t1").await, ["again"]);
+        host.delete_org("acme", true).await.unwrap();
+        assert!(!root.path().join("v1/acme.db").exists());
+        assert!(read_notes(&host, "acme", "t1").await.is_empty());
+        assert!(
+            root.path().join("v1/acme.db").is_file(),
+            "recreated by its tenant"
+        );
+        host.delete_org("acme", true).await.unwrap();
+        drop(host);
+        std::fs::remove_dir_all(root.path().join("v2")).unwrap();
+    }
+}
+
+/// Same for the tenant policy: a handle kept ready never outlives the policy's answer. The
+/// bundled `tiered-policy` puts `t2` in a database of its own (its `tenants` key); the C
+/// example policy has no such key, so it keeps `t2` in the org's tenant files.
+#[tokio::test]
+async fn handles_kept_ready_follow_a_tenant_policy_swap() {
+    use tenantry::plugin::{Capability, Grants, PluginKind, PluginSpec};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().display().to_string();
+    let mut config = sqlite_config(root.path(), true, true);
+    let tiers = serde_json::json!({
+        "standard": {"isolation": "row"},
+        "enterprise": {"isolation": "database", "database": format!("sqlite://{dir}/dedicated/{{tenant}}.db")},
+    });
+    config.plugins.tenant_policy = Some(PluginSpec {
+        path: Some(tenantry_tests::plugin("tiered-policy")),
+        grants: Grants::of(&[Capability::Config]),
+        config: [
+            ("tiers".to_owned(), tiers.to_string()),
+            ("tenants".to_owned(), r#"{"t2": "enterprise"}"#.to_owned()),
+        ]
+        .into(),
+        ..PluginSpec::default()
+    });
+    // Compiled once up front, so the swaps below take milliseconds: well inside the time
+    // a ready handle may be kept, so a stale one would be handed out.
+    config.engine.cache_dir = Some(root.path().join("compiled"));
+    let host = host(config).await;
+    let c_policy = tenantry_tests::plugin("c-policy");
+    host.swap_file(PluginKind::TenantPolicy, &c_policy)
+        .await
+        .unwrap();
+    host.rollback(PluginKind::TenantPolicy).await.unwrap();
+    let dedicated = format!("{dir}/dedicated/t2.db");
+    let shared = format!("{dir}/data/acme/t2.db");
+    for _ in 0..2 {
+        for _ in 0..3 {
+            assert_eq!(file_of(&host, "acme", "t2").await, dedicated);
+        }
+        host.swap_file(PluginKind::TenantPolicy, &c_policy)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(file_of(&host, "acme", "t2").await, shared);
+        }
+        host.rollback(PluginKind::TenantPolicy).await.unwrap();
+    }
+}
