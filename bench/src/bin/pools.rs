@@ -2,6 +2,8 @@
 //! P1 (acquire cost) and P3 (row-scoped primary-key SELECT / INSERT throughput, 16 clients).
 //!
 //! Needs a PostgreSQL: `scripts/bench.sh pools` starts one and runs this in release mode.
+//! The org-routed P1 row goes through the Rust `directory` resolver plugin
+//! (`$TENANTRY_PLUGIN_BUILD_DIR` or `target/plugins`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 use sqlx::postgres::PgPoolOptions;
+use tenantry::plugin::{Capability, Grants, PluginSpec};
 use tenantry::{Host, HostConfig};
 use tenantry_bench::{Summary, today, write_json};
 
@@ -23,6 +26,22 @@ fn env(var: &str) -> anyhow::Result<String> {
 
 fn with_db(url: &str, db: &str) -> String {
     format!("{}/{db}", url.rsplit_once('/').unwrap().0)
+}
+
+/// A built plugin, where the tests look for it too.
+fn plugin(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    match std::env::var_os("TENANTRY_PLUGIN_BUILD_DIR") {
+        Some(dir) => {
+            let path = std::path::Path::new(&dir).join(format!("{name}.wasm"));
+            anyhow::ensure!(
+                path.is_file(),
+                "{} is missing: run scripts/build-plugins.sh",
+                path.display()
+            );
+            Ok(path)
+        }
+        None => tenantry_bench::plugin(name),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -148,7 +167,27 @@ async fn main() -> anyhow::Result<()> {
     // The raw-sqlx baseline tables are deliberately without RLS; the start-up check would
     // (rightly) refuse them otherwise.
     config.isolation.allow_unprotected_tables = true;
-    let host = Host::load(config).await?;
+    let host = Host::load(config.clone()).await?;
+    // The same database as org `o1`, resolved (and cached) through the `directory` plugin.
+    let mut org_config = config.clone();
+    org_config.orgs = true;
+    org_config.plugins.org_resolver = Some(PluginSpec {
+        path: Some(plugin("directory")?),
+        grants: Grants::of(&[Capability::Config]),
+        config: [(
+            "directory".to_owned(),
+            serde_json::json!({ "o1": url }).to_string(),
+        )]
+        .into(),
+        samples: vec!["o1".into()],
+        ..PluginSpec::default()
+    });
+    let org_host = Host::load(org_config).await?;
+    // Pools as large as the number of tenants: every tenant can keep a connection of its
+    // own, the other lever on P3's random-tenant case.
+    let mut wide_config = config.clone();
+    wide_config.pools.max_connections = TENANTS as u32;
+    let wide_host = Host::load(wide_config).await?;
     // The strongest baseline: sqlx without its per-acquire ping (`test_before_acquire`,
     // on by default, costs a round trip); sqlx's defaults are measured too, for P1.
     let raw = PgPoolOptions::new()
@@ -161,8 +200,11 @@ async fn main() -> anyhow::Result<()> {
         .connect(&url)
         .await?;
 
-    // P1: one checkout and release, sequentially, same tenant (cache hit, session reused).
+    // P1: one checkout and release, sequentially, same tenant (cache hit, session reused);
+    // and, for what a handle costs when it is not kept ready, a new tenant every time.
     let mut routed = Vec::new();
+    let mut org_routed = Vec::new();
+    let mut cold = Vec::new();
     let mut bare = Vec::new();
     let mut bare_default = Vec::new();
     for i in 0..22_000 {
@@ -170,6 +212,19 @@ async fn main() -> anyhow::Result<()> {
         let c = host.tenant("t1").await?.acquire::<sqlx::Postgres>().await?;
         drop(c);
         let routed_took = t.elapsed();
+        let t = Instant::now();
+        let c = org_host
+            .org("o1")?
+            .tenant("t1")
+            .await?
+            .acquire::<sqlx::Postgres>()
+            .await?;
+        drop(c);
+        let org_took = t.elapsed();
+        let t = Instant::now();
+        let handle = host.tenant(format!("new{i}")).await?;
+        let cold_took = t.elapsed();
+        drop(handle);
         let t = Instant::now();
         let c = raw.acquire().await?;
         drop(c);
@@ -180,12 +235,16 @@ async fn main() -> anyhow::Result<()> {
         let default_took = t.elapsed();
         if i >= 2_000 {
             routed.push(routed_took);
+            org_routed.push(org_took);
+            cold.push(cold_took);
             bare.push(raw_took);
             bare_default.push(default_took);
         }
     }
-    let (routed, bare, bare_default) = (
+    let (routed, org_routed, cold, bare, bare_default) = (
         Summary::of(&mut routed),
+        Summary::of(&mut org_routed),
+        Summary::of(&mut cold),
         Summary::of(&mut bare),
         Summary::of(&mut bare_default),
     );
@@ -197,17 +256,20 @@ async fn main() -> anyhow::Result<()> {
         let raw_tps = throughput(Mode::Raw, insert, &host, &raw).await?;
         let sticky = throughput(Mode::ScopedSticky, insert, &host, &raw).await?;
         let random = throughput(Mode::ScopedRandom, insert, &host, &raw).await?;
+        let wide = throughput(Mode::ScopedRandom, insert, &wide_host, &raw).await?;
         let name = if insert { "INSERT" } else { "PK SELECT" };
         rows.push(format!(
-            "| {name} | {raw_tps:.0} | {sticky:.0} ({:.2}×) | {random:.0} ({:.2}×) |",
+            "| {name} | {raw_tps:.0} | {sticky:.0} ({:.2}×) | {random:.0} ({:.2}×) | {wide:.0} ({:.2}×) |",
             sticky / raw_tps,
-            random / raw_tps
+            random / raw_tps,
+            wide / raw_tps
         ));
-        p3.insert(name.into(), serde_json::json!({"raw_tps": raw_tps, "scoped_sticky_tps": sticky, "scoped_random_tps": random}));
+        p3.insert(name.into(), serde_json::json!({"raw_tps": raw_tps, "scoped_sticky_tps": sticky, "scoped_random_tps": random, "scoped_random_pool_per_tenant_tps": wide}));
     }
     let report = serde_json::json!({
         "date": today(), "command": "scripts/bench.sh pools",
-        "p1_routed": routed, "p1_raw": bare, "p1_raw_sqlx_defaults": bare_default, "p3": p3,
+        "p1_routed": routed, "p1_org_routed": org_routed, "p1_routed_not_ready": cold,
+        "p1_raw": bare, "p1_raw_sqlx_defaults": bare_default, "p3": p3,
     });
     let path = write_json("pools", &report)?;
     println!(
@@ -218,8 +280,16 @@ async fn main() -> anyhow::Result<()> {
     println!("P1 — one checkout + release, same tenant, sequential (20 000 samples):\n");
     println!("| | p50 µs | p99 µs | mean µs |\n|---|---|---|---|");
     println!(
-        "| `host.tenant(t).acquire()` (session reused) | {:.1} | {:.1} | {:.1} |",
+        "| `host.tenant(t).acquire()` (handle kept ready, session reused) | {:.1} | {:.1} | {:.1} |",
         routed.p50_us, routed.p99_us, routed.mean_us
+    );
+    println!(
+        "| `host.org(o).tenant(t).acquire()`, org via the `directory` plugin (same) | {:.1} | {:.1} | {:.1} |",
+        org_routed.p50_us, org_routed.p99_us, org_routed.mean_us
+    );
+    println!(
+        "| `host.tenant(t)` alone, a new tenant each time (handle built, not yet kept ready) | {:.1} | {:.1} | {:.1} |",
+        cold.p50_us, cold.p99_us, cold.mean_us
     );
     println!(
         "| raw `pool.acquire()`, `test_before_acquire(false)` | {:.1} | {:.1} | {:.1} |",
@@ -230,22 +300,23 @@ async fn main() -> anyhow::Result<()> {
         bare_default.p50_us, bare_default.p99_us, bare_default.mean_us
     );
     println!(
-        "| difference vs the non-pinging pool (median) | {:+.1} | | |\n",
-        routed.p50_us - bare.p50_us
+        "| difference vs the non-pinging pool (median): `host.tenant`, `host.org().tenant` | {:+.1}, {:+.1} | | |\n",
+        routed.p50_us - bare.p50_us,
+        org_routed.p50_us - bare.p50_us
     );
     println!(
         "P3 — {CLIENTS} concurrent clients, {TENANTS} tenants, {ROWS} rows; each operation is a checkout + one statement ({}s each):\n",
         RUN.as_secs()
     );
     println!(
-        "| statement | raw sqlx (no ping), no RLS (ops/s) | scoped RLS, tenant per client (ops/s, ratio) | scoped RLS, random tenant per op (ops/s, ratio) |"
+        "| statement | raw sqlx (no ping), no RLS (ops/s) | scoped RLS, tenant per client (ops/s, ratio) | scoped RLS, random tenant per op (ops/s, ratio) | same, pool of {TENANTS} (ops/s, ratio) |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
     }
     println!("\n(json: {})", path.display());
-    drop(host);
+    drop((host, org_host, wide_host));
     raw.close().await;
     raw_default.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
