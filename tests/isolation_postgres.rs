@@ -154,6 +154,72 @@ async fn one_connection_alternating_tenants_never_leaks() {
     drop_pg_database(&db).await;
 }
 
+/// Which backend serves `tenant`'s next checkout (after checking its session is the tenant's).
+async fn backend_of(host: &Host, tenant: &str) -> i32 {
+    let scoped = host.tenant(tenant).await.unwrap();
+    let mut conn = scoped.acquire::<Postgres>().await.unwrap();
+    assert_eq!(setting(&mut conn).await, tenant);
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+}
+
+/// While the pool has room, a tenant no idle connection carries gets a connection of its
+/// own instead of switching one that carries another tenant; once the pool is full they
+/// share by switching. Never more connections than the pool's limit, even under
+/// concurrency, and never a session carrying the wrong tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_taking_turns_keep_sessions_of_their_own_up_to_the_pool_limit() {
+    let (host, db) = setup(3).await;
+    let a = backend_of(&host, "a").await;
+    let b = backend_of(&host, "b").await;
+    assert_ne!(
+        a, b,
+        "b got a connection of its own rather than switching a's"
+    );
+    assert_eq!(backend_of(&host, "a").await, a);
+    assert_eq!(backend_of(&host, "b").await, b);
+    let mut seen = std::collections::BTreeSet::from([a, b]);
+    for tenant in ["c", "d", "e", "a", "b", "c"] {
+        seen.insert(backend_of(&host, tenant).await);
+    }
+    assert!(seen.len() <= 3, "{} backends for a pool of 3", seen.len());
+
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let tenant = ["a", "b", "c", "d", "e"][(task * 7 + i * 3) % 5];
+                    let scoped = host.tenant(tenant).await.unwrap();
+                    let mut conn = scoped.acquire::<Postgres>().await.unwrap();
+                    assert_eq!(setting(&mut conn).await, tenant);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let pools = host.health().await.pools;
+    assert_eq!(pools.len(), 1);
+    assert!(pools[0].open <= 3, "{:?}", pools[0]);
+    let backends: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tenantry'",
+    )
+    .bind(&db)
+    .fetch_one(&mut sqlx::PgConnection::connect(&tenantry_tests::postgres().admin_url).await.unwrap())
+    .await
+    .unwrap();
+    assert!(
+        backends <= 3,
+        "{backends} server connections for a pool of 3"
+    );
+    drop(host);
+    drop_pg_database(&db).await;
+}
+
 #[tokio::test]
 async fn a_query_cancelled_mid_flight_does_not_leak_into_the_next_checkout() {
     let (host, db) = setup(1).await;

@@ -42,6 +42,11 @@ impl ConnectionCap {
             .saturating_sub(self.permits.available_permits() as u32)
     }
 
+    /// A permit if one is free right now; never waits or reclaims.
+    pub(crate) fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
     /// Tell waiters that an idle connection exists that they might reclaim.
     pub(crate) fn connection_idled(&self) {
         self.idled.notify_waiters();

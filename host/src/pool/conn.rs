@@ -6,7 +6,9 @@
 //! DESIGN.md put at a third of raw throughput. This pool owns its connections and records,
 //! next to each one, the [`SessionScope`] it was last switched to — and only after the
 //! switch was confirmed by the server. Checkout prefers an idle connection that already
-//! carries the wanted scope, and skips the switch when it does.
+//! carries the wanted scope, and skips the switch when it does; while the pool is below its
+//! limit it opens a connection for a scope none carries rather than switch one that carries
+//! another, so that tenants taking turns each keep a session of their own.
 //!
 //! When the record might be stale it is dropped ([`Carried::Unknown`]), which forces a full
 //! switch on the next checkout: fresh connections (role or database defaults could carry
@@ -95,6 +97,27 @@ impl Counted {
         count.fetch_add(1, Ordering::Relaxed);
         Self(count.clone())
     }
+
+    /// One more unit, unless the count is already `max`.
+    fn below(count: &Arc<AtomicU32>, max: u32) -> Option<Self> {
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(count.clone()))
+    }
+}
+
+/// What `take_idle` found: an idle connection, or a go-ahead to open one.
+enum Taken<C> {
+    Idle(Live<C>),
+    Open {
+        /// The new connection's unit of the pool's count, taken already.
+        counted: Counted,
+        /// Whether an idle connection was passed over (see `connect`).
+        growing: bool,
+    },
 }
 
 impl Drop for Counted {
@@ -243,12 +266,25 @@ impl<C: Driver> ConnPool<C> {
         // A connection that fails its switch is discarded; one retry on a fresh connection
         // absorbs a server restart or a stale idle socket.
         let mut attempts = 0;
+        // Open a connection for this scope rather than switch an idle one carrying another,
+        // while there is room (see `take_idle`). Pointless when every checkout switches.
+        let mut grow = self.settings.reuse_sessions;
         loop {
-            attempts += 1;
-            let live = match self.take_idle(scope).await {
-                Some(live) => live,
-                None => self.connect(deadline).await?,
+            let live = match self.take_idle(scope, grow).await {
+                Taken::Idle(live) => live,
+                Taken::Open { counted, growing } => {
+                    match self.connect(counted, growing, deadline).await? {
+                        Some(live) => live,
+                        // No free permit in the global cap: growing is not worth closing
+                        // another pool's connection, so switch an idle one of ours.
+                        None => {
+                            grow = false;
+                            continue;
+                        }
+                    }
+                }
             };
+            attempts += 1;
             checked.live = Some(live);
             let live = checked.live.as_mut().expect("just set");
             let carries = live.carried.is(scope);
@@ -278,9 +314,18 @@ impl<C: Driver> ConnPool<C> {
     }
 
     /// Pop the idle connection to hand out: the most recently used one already carrying
-    /// `scope` if any (no switch needed), else the most recently used one. Connections idle
-    /// past the idle timeout are closed on the way; long-idle ones are pinged.
-    async fn take_idle(&self, scope: &Arc<SessionScope>) -> Option<Live<C>> {
+    /// `scope` if any (no switch needed). Without one, a new connection is to be opened
+    /// when none is idle, and also — with `grow` — while the pool is below its limit:
+    /// switching an idle connection away from the scope it carries costs a round trip now
+    /// and another when that scope comes back, so a pool with room keeps one connection per
+    /// recently used scope instead (up to `max`; the global cap is only taken from when it
+    /// has a free permit, see `connect`). Otherwise the most recently used idle connection.
+    /// Connections idle past the idle timeout are closed on the way; long-idle ones are
+    /// pinged.
+    ///
+    /// A new connection is counted in `open` here, under the lock, before it is opened:
+    /// concurrent checkouts then never open more than `max` between them.
+    async fn take_idle(&self, scope: &Arc<SessionScope>, grow: bool) -> Taken<C> {
         loop {
             let candidate = {
                 let mut idle = self.idle.lock().expect("pool lock");
@@ -300,16 +345,41 @@ impl<C: Driver> ConnPool<C> {
                 }
                 let matching = idle.iter().rposition(|c| c.live.carried.is(scope));
                 match matching {
-                    Some(i) => Some(idle.remove(i)),
-                    None => idle.pop(),
+                    Some(i) => idle.remove(i),
+                    // Holding a slot means fewer than `max` other connections are checked
+                    // out (or being opened), so with none idle there is room for one more.
+                    None if idle.is_empty() => {
+                        return Taken::Open {
+                            counted: Counted::new(&self.open),
+                            growing: false,
+                        };
+                    }
+                    // Only when the connection passed over carries a scope of its own: one
+                    // whose session is unknown must be switched by whoever takes it anyway.
+                    None if grow
+                        && idle
+                            .last()
+                            .is_some_and(|c| matches!(c.live.carried, Carried::Scope(_))) =>
+                    {
+                        match Counted::below(&self.open, self.max) {
+                            Some(counted) => {
+                                return Taken::Open {
+                                    counted,
+                                    growing: true,
+                                };
+                            }
+                            None => idle.pop().expect("not empty"),
+                        }
+                    }
+                    None => idle.pop().expect("not empty"),
                 }
             };
-            let mut candidate = candidate?;
+            let mut candidate = candidate;
             if candidate.since.elapsed() < PING_AFTER_IDLE {
-                return Some(candidate.live);
+                return Taken::Idle(candidate.live);
             }
             match candidate.live.raw.ping().await {
-                Ok(()) => return Some(candidate.live),
+                Ok(()) => return Taken::Idle(candidate.live),
                 Err(e) => {
                     tracing::debug!(database = %self.label, error = %e, "dropping dead idle connection");
                     self.discard(candidate.live);
@@ -318,14 +388,27 @@ impl<C: Driver> ConnPool<C> {
         }
     }
 
-    async fn connect(&self, deadline: Instant) -> Result<Live<C>, CheckoutError> {
-        let permit =
+    /// Open a connection counted by `counted`. When `growing` (an idle connection exists,
+    /// see `take_idle`), only with a free permit of the global cap: `None` without one.
+    async fn connect(
+        &self,
+        counted: Counted,
+        growing: bool,
+        deadline: Instant,
+    ) -> Result<Option<Live<C>>, CheckoutError> {
+        let permit = if growing {
+            match self.cap.try_acquire() {
+                Some(permit) => permit,
+                None => return Ok(None),
+            }
+        } else {
             self.cap
                 .acquire(deadline, &self.reclaimer)
                 .await
                 .ok_or(CheckoutError::CapBusy {
                     max: self.cap.max(),
-                })?;
+                })?
+        };
         let connect = async {
             let mut raw = self.options.connect().await?;
             raw.prepare().await?;
@@ -336,13 +419,13 @@ impl<C: Driver> ConnPool<C> {
             Ok(Err(e)) => return Err(CheckoutError::Database(e)),
             Err(_) => return Err(CheckoutError::Database(sqlx::Error::PoolTimedOut)),
         };
-        Ok(Live {
+        Ok(Some(Live {
             raw,
             carried: Carried::Unknown,
             verified_at: Instant::now(),
             permit,
-            counted: Counted::new(&self.open),
-        })
+            counted,
+        }))
     }
 
     /// Take a connection back. Never talks to the server: it must be safe from `Drop`,
