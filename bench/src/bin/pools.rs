@@ -56,9 +56,10 @@ async fn throughput(
     insert: bool,
     host: &Host,
     raw: &sqlx::PgPool,
+    run: Duration,
 ) -> anyhow::Result<f64> {
     let done = Arc::new(AtomicU64::new(0));
-    let until = Instant::now() + RUN;
+    let until = Instant::now() + run;
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
         let (host, raw, done) = (host.clone(), raw.clone(), done.clone());
@@ -122,8 +123,39 @@ async fn throughput(
     for t in tasks {
         t.await??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / RUN.as_secs_f64())
+    Ok(done.load(Ordering::Relaxed) as f64 / run.as_secs_f64())
 }
+
+/// One client, `TURNS` tenants taking turns, PK SELECTs for `RUN`: ops/s through `host`
+/// (`None`: raw sqlx on `raw`).
+async fn in_turns(host: Option<&Host>, raw: &sqlx::PgPool) -> anyhow::Result<f64> {
+    let until = Instant::now() + RUN;
+    let mut done = 0u64;
+    while Instant::now() < until {
+        let tenant = done % TURNS;
+        let id = (((done * 7919) % (ROWS / TENANTS)) * TENANTS + tenant) as i64;
+        let query = match host {
+            Some(_) => "SELECT payload FROM rls_items WHERE id = $1",
+            None => "SELECT payload FROM plain_items WHERE id = $1",
+        };
+        let _: (String,) = match host {
+            Some(host) => {
+                let scoped = host.tenant(format!("t{tenant}")).await?;
+                let mut c = scoped.acquire::<sqlx::Postgres>().await?;
+                sqlx::query_as(query).bind(id).fetch_one(&mut *c).await?
+            }
+            None => {
+                let mut c = raw.acquire().await?;
+                sqlx::query_as(query).bind(id).fetch_one(&mut *c).await?
+            }
+        };
+        done += 1;
+    }
+    Ok(done as f64 / RUN.as_secs_f64())
+}
+
+/// Tenants taking turns in `in_turns`.
+const TURNS: u64 = 8;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -249,14 +281,37 @@ async fn main() -> anyhow::Result<()> {
         Summary::of(&mut bare_default),
     );
 
+    // One client, tenants taking turns: a pool of one connection switches on every checkout
+    // (what any pool did before it kept a connection per scope); a pool of 10 has room.
+    let mut one_config = config.clone();
+    one_config.pools.max_connections = 1;
+    let one_host = Host::load(one_config).await?;
+    let mut ten_config = config.clone();
+    ten_config.pools.max_connections = 10;
+    let ten_host = Host::load(ten_config).await?;
+    let turns_raw = in_turns(None, &raw).await?;
+    let turns_one = in_turns(Some(&one_host), &raw).await?;
+    let turns_ten = in_turns(Some(&ten_host), &raw).await?;
+    drop((one_host, ten_host));
+
     // P3: throughput, 16 clients.
     let mut p3 = serde_json::Map::new();
     let mut rows = Vec::new();
+    // Open the wide pool's connections before measuring it (the others fill within
+    // milliseconds: 16 connections).
+    throughput(
+        Mode::ScopedRandom,
+        false,
+        &wide_host,
+        &raw,
+        Duration::from_secs(2),
+    )
+    .await?;
     for insert in [false, true] {
-        let raw_tps = throughput(Mode::Raw, insert, &host, &raw).await?;
-        let sticky = throughput(Mode::ScopedSticky, insert, &host, &raw).await?;
-        let random = throughput(Mode::ScopedRandom, insert, &host, &raw).await?;
-        let wide = throughput(Mode::ScopedRandom, insert, &wide_host, &raw).await?;
+        let raw_tps = throughput(Mode::Raw, insert, &host, &raw, RUN).await?;
+        let sticky = throughput(Mode::ScopedSticky, insert, &host, &raw, RUN).await?;
+        let random = throughput(Mode::ScopedRandom, insert, &host, &raw, RUN).await?;
+        let wide = throughput(Mode::ScopedRandom, insert, &wide_host, &raw, RUN).await?;
         let name = if insert { "INSERT" } else { "PK SELECT" };
         rows.push(format!(
             "| {name} | {raw_tps:.0} | {sticky:.0} ({:.2}×) | {random:.0} ({:.2}×) | {wide:.0} ({:.2}×) |",
@@ -270,6 +325,7 @@ async fn main() -> anyhow::Result<()> {
         "date": today(), "command": "scripts/bench.sh pools",
         "p1_routed": routed, "p1_org_routed": org_routed, "p1_routed_not_ready": cold,
         "p1_raw": bare, "p1_raw_sqlx_defaults": bare_default, "p3": p3,
+        "tenants_in_turns": {"tenants": TURNS, "raw_tps": turns_raw, "scoped_pool_of_1_tps": turns_one, "scoped_pool_of_10_tps": turns_ten},
     });
     let path = write_json("pools", &report)?;
     println!(
@@ -315,6 +371,19 @@ async fn main() -> anyhow::Result<()> {
     for r in rows {
         println!("{r}");
     }
+    println!(
+        "\nOne client, {TURNS} tenants taking turns, PK SELECT ({}s each):\n",
+        RUN.as_secs()
+    );
+    println!(
+        "| raw sqlx (no ping), no RLS (ops/s) | scoped RLS, pool of 1: a switch every checkout (ops/s, ratio) | scoped RLS, pool of 10: a connection per tenant (ops/s, ratio) |"
+    );
+    println!("|---|---|---|");
+    println!(
+        "| {turns_raw:.0} | {turns_one:.0} ({:.2}×) | {turns_ten:.0} ({:.2}×) |",
+        turns_one / turns_raw,
+        turns_ten / turns_raw
+    );
     println!("\n(json: {})", path.display());
     drop((host, org_host, wide_host));
     raw.close().await;
