@@ -35,7 +35,10 @@ pub struct PoolConfig {
     /// `max_connections` minus what other clients need.
     pub max_open_connections: u32,
     /// Connections one database's pool may open. Default 10. A tenant policy's
-    /// `max-connections` lowers it further for that tenant's checkouts.
+    /// `max-connections` lowers it further for that tenant's checkouts. Below it, a pool
+    /// opens a connection for a tenant that no idle connection carries rather than switch
+    /// another tenant's (while the global cap has a free permit), so with many tenants
+    /// taking turns it grows to this many and most checkouts skip the switch.
     pub max_connections: u32,
     /// How long a checkout may wait for a connection (pool limit, tenant limit or global
     /// cap), in milliseconds. Default 30 000.
