@@ -20,7 +20,7 @@
 //! [`crate::isolation::postgres`]).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,6 +139,11 @@ const CLOSED: u8 = 2;
 
 /// Idle connections older than this are pinged before being handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+/// Longest a checkout waits for a connection opened to grow the pool before it switches
+/// an idle one instead.
+const GROW_CONNECT_BUDGET: Duration = Duration::from_secs(1);
+/// How long a pool does not grow after a connection opened to grow it failed.
+const GROW_PAUSE: Duration = Duration::from_secs(5);
 /// Closing a connection politely may not take longer than this.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -169,6 +174,11 @@ pub(crate) struct ConnPool<C: Driver> {
     settings: PoolSettings,
     state: AtomicU8,
     open: Arc<AtomicU32>,
+    /// When the pool was made: the origin of `no_growing_before_ms`.
+    born: Instant,
+    /// Milliseconds after `born` before which the pool does not grow (see `take_idle`):
+    /// set for a while after opening a connection to grow failed.
+    no_growing_before_ms: AtomicU64,
 }
 
 impl<C: Driver> std::fmt::Debug for ConnPool<C> {
@@ -208,6 +218,8 @@ impl<C: Driver> ConnPool<C> {
             settings,
             state: AtomicU8::new(OPEN),
             open: Arc::new(AtomicU32::new(0)),
+            born: Instant::now(),
+            no_growing_before_ms: AtomicU64::new(0),
         }
     }
 
@@ -233,6 +245,15 @@ impl<C: Driver> ConnPool<C> {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.state.load(Ordering::Acquire) == CLOSED
+    }
+
+    fn may_grow(&self) -> bool {
+        self.born.elapsed().as_millis() as u64 >= self.no_growing_before_ms.load(Ordering::Relaxed)
+    }
+
+    fn pause_growing(&self) {
+        let until = (self.born.elapsed() + GROW_PAUSE).as_millis() as u64;
+        self.no_growing_before_ms.store(until, Ordering::Relaxed);
     }
 
     /// Neither closed nor evicted from its registry.
@@ -268,7 +289,7 @@ impl<C: Driver> ConnPool<C> {
         let mut attempts = 0;
         // Open a connection for this scope rather than switch an idle one carrying another,
         // while there is room (see `take_idle`). Pointless when every checkout switches.
-        let mut grow = self.settings.reuse_sessions;
+        let mut grow = self.settings.reuse_sessions && self.may_grow();
         loop {
             let live = match self.take_idle(scope, grow).await {
                 Taken::Idle(live) => live,
@@ -414,6 +435,29 @@ impl<C: Driver> ConnPool<C> {
             raw.prepare().await?;
             Ok::<C, sqlx::Error>(raw)
         };
+        if growing {
+            // Optional: an idle connection is there to switch instead. A server refusing
+            // or slow to take more connections pauses growing rather than fail checkouts.
+            let until = deadline.min(Instant::now() + GROW_CONNECT_BUDGET);
+            return match tokio::time::timeout_at(until, connect).await {
+                Ok(Ok(raw)) => Ok(Some(Live {
+                    raw,
+                    carried: Carried::Unknown,
+                    verified_at: Instant::now(),
+                    permit,
+                    counted,
+                })),
+                failed => {
+                    let reason = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    tracing::debug!(database = %self.label, error = %crate::redact::redact_text(&reason), "not growing the pool for a while");
+                    self.pause_growing();
+                    Ok(None)
+                }
+            };
+        }
         let raw = match tokio::time::timeout_at(deadline, connect).await {
             Ok(Ok(raw)) => raw,
             Ok(Err(e)) => return Err(CheckoutError::Database(e)),
