@@ -79,6 +79,7 @@ async fn call(
             .to_vec(),
     )
     .unwrap();
+    tenantry_tests::capture(&format!("{method} {path} -> {status}"), &body);
     Reply {
         status,
         retry_after,

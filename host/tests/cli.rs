@@ -29,7 +29,41 @@ fn tenantry(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("tenantry runs")
+    let out = cmd.output().expect("tenantry runs");
+    capture(args, &out);
+    out
+}
+
+/// The server's log: captured at debug level under R7's capture directory, else dropped.
+fn server_log() -> std::process::Stdio {
+    let Some(dir) = std::env::var_os("TENANTRY_TEST_CAPTURE_DIR") else {
+        return std::process::Stdio::null();
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    let path = PathBuf::from(dir).join(format!("cli-serve.{}.log", std::process::id()));
+    match std::fs::File::create(path) {
+        Ok(f) => f.into(),
+        Err(_) => std::process::Stdio::null(),
+    }
+}
+
+/// R7: with `TENANTRY_TEST_CAPTURE_DIR` set (by `scripts/test.sh`), append every CLI run's
+/// output there so `scripts/check-secrets.sh` can assert no test password was printed.
+fn capture(args: &[&str], out: &Output) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("TENANTRY_TEST_CAPTURE_DIR") else {
+        return;
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    let path = PathBuf::from(dir).join(format!("cli.{}.out", std::process::id()));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let (stdout, stderr) = text(out);
+        let _ = writeln!(f, "--- tenantry {}\n{stdout}{stderr}", args.join(" "));
+    }
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -349,8 +383,9 @@ fn serve_then_swap_and_rollback_through_the_cli() {
             &listen,
         ])
         .env("TENANTRY_ADMIN_TOKEN", "cli-token")
+        .env("TENANTRY_LOG", "debug")
         .env_remove("DATABASE_URL")
-        .stderr(std::process::Stdio::null())
+        .stderr(server_log())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
