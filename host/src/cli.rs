@@ -637,38 +637,27 @@ async fn admin_call(
     body: Vec<u8>,
     json: bool,
 ) -> Result<(), Failure> {
-    use http_body_util::BodyExt;
     let addr = addr.trim_start_matches("http://").trim_end_matches('/');
     let token = std::env::var("TENANTRY_ADMIN_TOKEN").unwrap_or_default();
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
-        Failure::operational(format!(
-            "cannot reach the admin server at {addr}: {e} (is `tenantry serve` running?)"
-        ))
+    let response = tenantry::http::client::send(tenantry::http::client::Request {
+        addr,
+        method,
+        path,
+        headers: &[(hyper::header::AUTHORIZATION, format!("Bearer {token}"))],
+        body,
+        max_body: 16 << 20,
+    })
+    .await
+    .map_err(|e| match e {
+        tenantry::http::client::ClientError::Connect { source, .. } => {
+            Failure::operational(format!(
+                "cannot reach the admin server at {addr}: {source} (is `tenantry serve` running?)"
+            ))
+        }
+        e => Failure::operational(e),
     })?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(Failure::operational)?;
-    tokio::spawn(conn);
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, addr)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
-        .map_err(Failure::operational)?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(Failure::operational)?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(Failure::operational)?
-        .to_bytes();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let status = hyper::StatusCode::from_u16(response.status).map_err(Failure::operational)?;
+    let text = String::from_utf8_lossy(&response.body).into_owned();
     if status.is_success() {
         emit(
             json,
