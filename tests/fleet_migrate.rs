@@ -418,3 +418,103 @@ async fn pg_tables(db: &str) -> Vec<String> {
     conn.close().await.unwrap();
     names
 }
+
+/// Schema tenants keep their own bookkeeping table in their schema: the dry run and the run
+/// read it through the tenant's `search_path`, so a tenant created after a migration was added
+/// is already current while an older one is not.
+#[tokio::test]
+async fn postgres_schema_tenants_are_migrated_in_their_own_schema() {
+    use std::collections::BTreeMap;
+    use tenantry::plugin::{Capability, Grants};
+
+    let db = unique("fleet_schema");
+    let url = pg_database(&db, "").await;
+    let root = tempfile::tempdir().unwrap();
+    let mut config = postgres_config(&url, true);
+    let apps = apps_dir(root.path(), &notes_postgres());
+    config.migrations.apps_dir = apps.clone();
+    config.plugins.tenant_policy = Some(tenantry::PluginSpec {
+        path: Some(tenantry_tests::plugin("tiered-policy")),
+        grants: Grants::of(&[Capability::Config]),
+        config: BTreeMap::from([
+            (
+                "tiers".to_owned(),
+                r#"{"pro": {"isolation": "schema", "schema": "t_{tenant}"}, "standard": {"isolation": "row"}}"#
+                    .to_owned(),
+            ),
+            ("tenants".to_owned(), r#"{"sa": "pro", "sb": "pro"}"#.to_owned()),
+        ]),
+        ..tenantry::PluginSpec::default()
+    });
+    let host = host(config).await;
+    host.create_tenant("sa", None).await.unwrap();
+    host.create_tenant("row-tenant", None).await.unwrap();
+    std::fs::write(
+        apps.join("notes/migrations/0002_pinned.sql"),
+        "ALTER TABLE notes ADD COLUMN pinned boolean NOT NULL DEFAULT false;",
+    )
+    .unwrap();
+    host.clear_cache().await;
+    host.create_tenant("sb", None).await.unwrap(); // migrated with 1 and 2
+
+    let (report, _) = migrate(&host, &MigrateOptions::default().dry_run(true)).await;
+    let scopes: Vec<(Option<String>, AppOutcome)> = report
+        .scopes
+        .iter()
+        .map(|s| {
+            (
+                s.tenant.as_ref().map(|t| t.to_string()),
+                s.apps[0].outcome.clone(),
+            )
+        })
+        .collect();
+    let pending = AppOutcome::Pending { versions: vec![2] };
+    assert_eq!(
+        scopes,
+        [
+            // The shared database was never migrated: schema tenants were, in their schemas.
+            (
+                None,
+                AppOutcome::Pending {
+                    versions: vec![1, 2]
+                }
+            ),
+            (Some("sa".into()), pending),
+            (Some("sb".into()), AppOutcome::AlreadyCurrent),
+        ],
+        "the row tenant has no scope of its own"
+    );
+    assert!(
+        report.scopes[1].database.contains("(schema t_sa)"),
+        "{:?}",
+        report.scopes[1]
+    );
+
+    let (report, _) = migrate(&host, &MigrateOptions::default()).await;
+    assert!(!report.failed(), "{report:?}");
+    let applied = AppOutcome::Applied { versions: vec![2] };
+    assert_eq!(
+        report
+            .scopes
+            .iter()
+            .map(|s| s.apps[0].outcome.clone())
+            .collect::<Vec<_>>(),
+        [
+            AppOutcome::Applied {
+                versions: vec![1, 2]
+            },
+            applied,
+            AppOutcome::AlreadyCurrent
+        ]
+    );
+    for tenant in ["sa", "sb", "row-tenant"] {
+        let scoped = host.tenant(tenant).await.unwrap();
+        let mut conn = scoped.acquire::<sqlx::Postgres>().await.unwrap();
+        sqlx::query("INSERT INTO notes (body, pinned) VALUES ('x', true)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    host.clear_cache().await;
+    drop_pg_database(&db).await;
+}
