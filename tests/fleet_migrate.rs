@@ -251,6 +251,18 @@ async fn sqlite_fleet_continues_past_a_failure_and_reruns_cleanly() {
     let report = tenantry::migrate::run(&host).await.unwrap();
     assert_eq!(report.scopes.len(), scopes);
 
+    // An org whose tenants cannot be listed: its own database is still migrated, the scope
+    // reports why its tenants were not, and `run` fails.
+    std::fs::write(data.join("o05"), "not a directory").unwrap();
+    let (report, _) = migrate(&host, &options).await;
+    let o05 = report.scope(Some("o05"), None).unwrap();
+    assert_eq!(o05.apps[0].outcome, AppOutcome::AlreadyCurrent);
+    let error = o05.error.as_deref().unwrap_or_default();
+    assert!(error.contains("its tenants were not migrated"), "{o05:?}");
+    assert_eq!(report.summary().failed, 1);
+    assert!(tenantry::migrate::run(&host).await.is_err());
+    std::fs::remove_file(data.join("o05")).unwrap();
+
     // Filters: one org, an unknown app.
     let one = MigrateOptions::default()
         .orgs([OrgId::new("o03").unwrap()])

@@ -511,7 +511,7 @@ enum Job {
     Plan {
         plan: Box<ScopePlan>,
         /// Its tenants could not be listed.
-        note: Option<String>,
+        note: Option<HostError>,
     },
     Broken(ScopeReport, HostError),
 }
@@ -599,13 +599,18 @@ where
                             org: plan.address.org.as_ref(),
                             tenant: plan.address.tenant.as_ref(),
                         });
-                        let (mut report, errors) =
+                        let (mut report, mut errors) =
                             migrate_scope(host, *plan, apps, options.dry_run).await;
-                        if let Some(note) = note {
+                        if let Some(e) = note {
+                            let note = format!(
+                                "its tenants were not migrated: {}",
+                                redact_text(&e.to_string())
+                            );
                             report.error = Some(match report.error.take() {
-                                Some(e) => format!("{e}; {note}"),
+                                Some(earlier) => format!("{earlier}; {note}"),
                                 None => note,
                             });
+                            errors.push(e);
                         }
                         (report, errors)
                     }
@@ -713,12 +718,7 @@ async fn discover_org(host: &Host, org: Option<OrgId>, apps: &[String]) -> Vec<J
                     }
                 }
             }
-            Err(e) => {
-                note = Some(format!(
-                    "its tenants were not migrated: {}",
-                    redact_text(&e.to_string())
-                ));
-            }
+            Err(e) => note = Some(e),
         }
     }
     jobs.insert(
