@@ -308,14 +308,6 @@ impl State {
         } else {
             self.swap(&target, slot, version, sha256).await?
         };
-        self.attempts.lock().expect("attempts lock").insert(
-            slot.to_owned(),
-            Attempt {
-                version,
-                ok,
-                reason: reason.clone(),
-            },
-        );
         let mut conn = PgConnection::connect(&self.url)
             .await
             .map_err(failed(&self.url))?;
@@ -335,6 +327,15 @@ impl State {
         .await
         .map_err(failed(&self.url))?;
         let _ = conn.close().await;
+        // Recorded after the status row, so whoever sees the attempt also finds the row.
+        self.attempts.lock().expect("attempts lock").insert(
+            slot.to_owned(),
+            Attempt {
+                version,
+                ok,
+                reason,
+            },
+        );
         Ok(())
     }
 
