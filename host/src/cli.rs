@@ -49,6 +49,9 @@ enum Command {
     Rls(RlsCommand),
     /// Report the host's health: mode, backend, pools and open connections.
     Health,
+    /// Run the apps' migrations on every org database and every tenant database, schema or
+    /// file, several databases at once; a failure is reported and the others go on.
+    Migrate(MigrateArgs),
     /// Run the admin server: health, Prometheus metrics, org health, cache, breakers and
     /// plugin hot-swap. Mutating endpoints need `TENANTRY_ADMIN_TOKEN` (disabled without it).
     Serve {
@@ -56,6 +59,22 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9090", env = "TENANTRY_ADMIN_LISTEN")]
         listen: std::net::SocketAddr,
     },
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// Only these apps (comma-separated; default: every app under the apps directory).
+    #[arg(long, value_delimiter = ',', value_name = "APP,...")]
+    apps: Option<Vec<String>>,
+    /// Only these orgs (comma-separated; default: every org the host can list).
+    #[arg(long, value_delimiter = ',', value_name = "ORG,...")]
+    orgs: Option<Vec<String>>,
+    /// Databases migrated at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Show what would be applied; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,6 +326,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             rls_enable(&cli, table, *apply, org.as_deref()).await
         }
         Command::Health => health(&cli).await,
+        Command::Migrate(args) => migrate(&cli, args).await,
     }
 }
 
@@ -610,6 +630,153 @@ async fn rls_enable(cli: &Cli, table: &str, apply: bool, org: Option<&str>) -> R
         serde_json::json!({"table": table, "rls": "enabled"}),
         || format!("row-level security enabled on {table}"),
     );
+    Ok(())
+}
+
+async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<(), Failure> {
+    use tenantry::migrate::{AppOutcome, MigrateEvent, MigrateOptions};
+    if args.concurrency == 0 {
+        return Err(Failure::usage("--concurrency must be at least 1"));
+    }
+    let orgs = match &args.orgs {
+        Some(list) => Some(
+            list.iter()
+                .map(|o| OrgId::new(o).map_err(|e| Failure::usage(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    let host = load_host(cli).await?;
+    if let Some(wanted) = &args.apps {
+        let known = host.apps().await.map_err(Failure::operational)?;
+        if let Some(unknown) = wanted.iter().find(|a| !known.contains(a)) {
+            return Err(Failure::usage(format!(
+                "no app `{unknown}` in {}: the apps are {}",
+                host.config().migrations.apps_dir.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+    }
+    if orgs.is_some() && !host.config().orgs {
+        return Err(Failure::usage(
+            "--orgs needs organizations enabled (TENANTRY_ORGS=true)",
+        ));
+    }
+    let options = MigrateOptions {
+        apps: args.apps.clone(),
+        orgs,
+        concurrency: args.concurrency,
+        dry_run: args.dry_run,
+    };
+    let bar = progress(
+        0,
+        if args.dry_run {
+            "checking"
+        } else {
+            "migrating"
+        },
+    );
+    let report = tenantry::migrate::run_with(&host, &options, |event| match event {
+        MigrateEvent::Discovered { scopes } => bar.set_length(scopes as u64),
+        MigrateEvent::Finished(_) => bar.inc(1),
+        _ => {}
+    })
+    .await
+    .map_err(Failure::operational)?;
+    bar.finish_and_clear();
+    let summary = report.summary();
+    if cli.json {
+        let mut value = serde_json::to_value(&report).map_err(Failure::operational)?;
+        value["summary"] = serde_json::to_value(summary).map_err(Failure::operational)?;
+        println!("{value}");
+    } else {
+        let mut rows = vec![[
+            "ORG".to_owned(),
+            "TENANT".to_owned(),
+            "DATABASE".to_owned(),
+            "APP".to_owned(),
+            "RESULT".to_owned(),
+        ]];
+        let versions = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        for scope in &report.scopes {
+            let org = scope.org.as_ref().map_or("-".to_owned(), |o| o.to_string());
+            let tenant = scope
+                .tenant
+                .as_ref()
+                .map_or("-".to_owned(), |t| t.to_string());
+            let mut row = |app: &str, result: String| {
+                rows.push([
+                    org.clone(),
+                    tenant.clone(),
+                    redact_text(&scope.database),
+                    app.to_owned(),
+                    redact_text(&result),
+                ]);
+            };
+            for app in &scope.apps {
+                let result = match &app.outcome {
+                    AppOutcome::Applied { versions: v } => format!("applied {}", versions(v)),
+                    AppOutcome::AlreadyCurrent => "current".to_owned(),
+                    AppOutcome::Pending { versions: v } => format!("pending {}", versions(v)),
+                    AppOutcome::Failed { applied, reason } if applied.is_empty() => {
+                        format!("FAILED: {reason}")
+                    }
+                    AppOutcome::Failed { applied, reason } => {
+                        format!("FAILED after applying {}: {reason}", versions(applied))
+                    }
+                };
+                row(&app.app, result);
+            }
+            if let Some(e) = &scope.error {
+                row("-", format!("FAILED: {e}"));
+            }
+        }
+        let mut width = [0usize; 4];
+        for r in &rows {
+            for (w, cell) in width.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for r in &rows {
+            let mut line = String::new();
+            for (w, cell) in width.iter().zip(r) {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+            line.push_str(&r[4]);
+            println!("{}", line.trim_end());
+        }
+        let what = if report.apps.is_empty() {
+            " (no apps found)".to_owned()
+        } else {
+            format!(
+                " x {} app(s) ({})",
+                report.apps.len(),
+                report.apps.join(", ")
+            )
+        };
+        if report.dry_run {
+            println!(
+                "dry run over {} scope(s){what}: {} pending, {} current, {} failed; nothing was changed",
+                summary.scopes, summary.pending, summary.current, summary.failed
+            );
+        } else {
+            println!(
+                "{} scope(s){what}: {} applied, {} current, {} failed",
+                summary.scopes, summary.applied, summary.current, summary.failed
+            );
+        }
+    }
+    if report.failed() {
+        return Err(Failure::operational(format!(
+            "{} migration(s) failed; fix the cause and run `tenantry migrate` again: what \
+             applied stays applied and only the rest runs",
+            summary.failed
+        )));
+    }
     Ok(())
 }
 

@@ -24,7 +24,8 @@
 //!   [`pool`] (one pool per database, bounded registry, global connection cap) →
 //!   [`isolation`] (PostgreSQL RLS / schema / database, SQLite file per tenant) →
 //!   [`Scoped`]. [`manage`] creates, lists and deletes orgs and tenants; [`migrate`] runs
-//!   the apps' migrations on every database.
+//!   the apps' migrations on every database; [`registry`] keeps many instances' plugins on
+//!   one shared version.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -42,6 +43,7 @@ pub mod migrate;
 pub mod plugin;
 pub mod pool;
 pub mod redact;
+pub mod registry;
 pub mod resolve;
 mod scope;
 pub mod vectors;

@@ -518,3 +518,104 @@ fn orgs_and_tenants_end_to_end_on_postgres() {
     let (code, out, err) = run(&["--json", "health"]);
     assert_eq!(code, Some(0), "{out}{err}");
 }
+
+#[test]
+fn migrate_reports_each_org_continues_past_a_failure_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let apps = dir.path().join("apps");
+    let url = format!("sqlite://{}/{{org}}.db", dir.path().display());
+    let apps_env = apps.display().to_string();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("TENANTRY_ORGS", "true"),
+        ("TENANTRY_APPS_DIR", apps_env.as_str()),
+    ];
+    let run = |args: &[&str]| {
+        let out = tenantry(args, &env);
+        let (stdout, stderr) = text(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, out, err) = run(&["orgs", "create", "acme", "globex", "initech"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let sql = |statement: &str| {
+        let url = format!("sqlite://{}/globex.db", dir.path().display());
+        let statement = statement.to_owned();
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async move {
+                use sqlx::Connection;
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                c.close().await.unwrap();
+            });
+    };
+    // globex already has a `labels` table: the app's migration 2 fails there.
+    sql("CREATE TABLE labels (legacy TEXT)");
+    let migrations = apps.join("notes/migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_notes.sql"),
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("0002_labels.sql"),
+        "CREATE TABLE labels (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    let row = |out: &str, org: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{org} ")))
+            .unwrap_or_else(|| panic!("no row for {org}: {out}"))
+            .to_owned()
+    };
+
+    let (code, out, err) = run(&["migrate", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("3 pending, 0 current, 0 failed; nothing was changed"),
+        "{out}"
+    );
+    for org in ["acme", "globex", "initech"] {
+        assert!(row(&out, org).ends_with("pending 1, 2"), "{out}");
+    }
+
+    let (code, out, err) = run(&["migrate", "--concurrency", "2"]);
+    assert_eq!(code, Some(1), "a failed scope exits 1: {out}{err}");
+    assert!(row(&out, "acme").ends_with("applied 1, 2"), "{out}");
+    assert!(row(&out, "initech").ends_with("applied 1, 2"), "{out}");
+    let globex = row(&out, "globex");
+    assert!(
+        globex.contains("FAILED after applying 1: migrations of app `notes` failed on")
+            && globex.contains("globex.db")
+            && globex.contains("labels already exists"),
+        "{out}"
+    );
+    assert!(out.contains("2 applied, 0 current, 1 failed"), "{out}");
+    assert!(err.contains("1 migration(s) failed"), "{err}");
+
+    let (code, out, _) = run(&["--json", "migrate"]);
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    assert_eq!(v["summary"]["failed"], 1);
+    assert_eq!(v["summary"]["current"], 2);
+    let scopes = v["scopes"].as_array().unwrap();
+    let globex = scopes.iter().find(|s| s["org"] == "globex").unwrap();
+    assert_eq!(globex["apps"][0]["result"], "failed");
+    assert_eq!(globex["apps"][0]["app"], "notes");
+
+    sql("DROP TABLE labels");
+    let (code, out, err) = run(&["migrate", "--orgs", "globex,acme"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(row(&out, "globex").ends_with("applied 2"), "{out}");
+    assert!(row(&out, "acme").ends_with("current"), "{out}");
+    assert!(!out.contains("initech"), "{out}");
+
+    // Usage errors exit 2.
+    assert_eq!(run(&["migrate", "--apps", "billing"]).0, Some(2));
+    assert_eq!(run(&["migrate", "--orgs", "Bad_Id"]).0, Some(2));
+    assert_eq!(run(&["migrate", "--concurrency", "0"]).0, Some(2));
+}
