@@ -55,6 +55,10 @@ struct Orgs {
 
 impl Orgs {
     async fn new(orgs: &[&str]) -> Self {
+        Self::with(orgs, |_| {}).await
+    }
+
+    async fn with(orgs: &[&str], adjust: impl FnOnce(&mut tenantry::HostConfig)) -> Self {
         let pg = tenantry_tests::postgres();
         let prefix = unique("mv");
         let root = tempfile::tempdir().unwrap();
@@ -63,6 +67,7 @@ impl Orgs {
         config.orgs = true;
         config.admin_database_url = Some(pg.admin_url.clone());
         config.migrations.apps_dir = apps_dir(root.path(), &schema_sql());
+        adjust(&mut config);
         let host = host(config).await;
         for org in orgs {
             host.create_org(org).await.unwrap();
@@ -108,12 +113,17 @@ impl Orgs {
 
     /// `(rows, checksum)` per table of `tenant` in `org`, computed as the superuser.
     async fn digest(&self, org: &str, tenant: &str) -> Vec<(u64, String)> {
+        self.digest_in(org, "public", tenant).await
+    }
+
+    /// The same for the tables in `schema`.
+    async fn digest_in(&self, org: &str, schema: &str, tenant: &str) -> Vec<(u64, String)> {
         let mut admin = self.admin(org).await;
         let mut out = Vec::new();
         for (table, cols) in TABLES {
             let (n, sum): (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT count(*)::int8, md5(COALESCE(string_agg(h, '' ORDER BY h), '')) \
-                 FROM (SELECT md5(ROW({cols})::text) AS h FROM {table} t \
+                 FROM (SELECT md5(ROW({cols})::text) AS h FROM {schema}.{table} t \
                        WHERE t.tenant_id = $1) s"
             )))
             .bind(tenant)
@@ -659,4 +669,88 @@ async fn sqlite_tenants_are_refused_with_what_to_do() {
         err.to_string().contains("SQLite") && err.to_string().contains("copy the file"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn schema_tenant_moves_with_its_schema() {
+    let policy = tenantry::PluginSpec {
+        path: Some(tenantry_tests::plugin("tiered-policy")),
+        grants: tenantry::plugin::Grants::of(&[tenantry::plugin::Capability::Config]),
+        config: std::collections::BTreeMap::from([
+            (
+                "tiers".to_owned(),
+                r#"{"pro": {"isolation": "schema", "schema": "t_{tenant}"}, "standard": {"isolation": "row"}}"#
+                    .to_owned(),
+            ),
+            (
+                "tenants".to_owned(),
+                r#"{"s1": "pro", "acme/m1": "pro"}"#.to_owned(),
+            ),
+        ]),
+        ..tenantry::PluginSpec::default()
+    };
+    let orgs = Orgs::with(&["acme", "globex"], |c| {
+        c.plugins.tenant_policy = Some(policy)
+    })
+    .await;
+    let host = &orgs.host;
+    orgs.seed("acme", "s1", 300, 40).await;
+    orgs.seed("acme", "r1", 50, 10).await;
+    orgs.seed("acme", "m1", 5, 1).await;
+    let before = orgs.digest_in("acme", "t_s1", "s1").await;
+    assert_eq!(before[0].0, 300);
+
+    // A row tenant moves although org acme has tables (in schemas t_s1, t_m1) that globex
+    // lacks: it has no rows there.
+    let row = host
+        .move_tenant("r1", "acme", "globex", options(100))
+        .await
+        .unwrap();
+    assert_eq!(row.isolation, "row");
+    assert_eq!(row.rows, 50 + 50 + 10);
+    assert!(
+        row.tables.iter().all(|t| t.table.starts_with("public.")),
+        "{:?}",
+        row.tables
+    );
+
+    let report = host
+        .move_tenant("s1", "acme", "globex", options(100))
+        .await
+        .unwrap();
+    assert_eq!(report.isolation, "schema");
+    assert_eq!(report.state, Some(MoveState::SourceDeleted));
+    assert_eq!(report.rows, 300 + 300 + 40);
+    assert!(report.tables.iter().all(|t| t.table.starts_with("t_s1.")));
+    assert_eq!(orgs.digest_in("globex", "t_s1", "s1").await, before);
+    let mut admin = orgs.admin("acme").await;
+    let schema: Option<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 't_s1'")
+            .fetch_optional(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(schema, None, "the source schema was dropped");
+    let scoped = host.org("globex").unwrap().tenant("s1").await.unwrap();
+    assert_eq!(
+        scoped.isolation(),
+        &tenantry::isolation::IsolationKind::Schema("t_s1".into())
+    );
+    let (db, rows, _, _) = read(host, "globex", "s1").await.unwrap();
+    assert_eq!((db, rows), (orgs.db("globex"), 300));
+    assert_eq!(
+        moved_to(&read(host, "acme", "s1").await.unwrap_err()).as_deref(),
+        Some("globex")
+    );
+
+    // The policy isolates m1 by schema in acme but by rows in globex: refused, with the fix.
+    let err = host
+        .move_tenant("m1", "acme", "globex", options(100))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HostError::Move(MoveError::Unsupported { .. }))
+            && err.to_string().contains("same isolation in both orgs"),
+        "{err}"
+    );
+    orgs.drop_all(&["acme", "globex"]).await;
 }

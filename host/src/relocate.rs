@@ -4,7 +4,10 @@
 //! # What moves
 //!
 //! The tenant's rows in every table with a `tenant_id` column (row isolation), or every
-//! table of its schema (schema isolation), from one PostgreSQL org database to another.
+//! table of its schema (schema isolation), from one PostgreSQL org database to another —
+//! except migration bookkeeping (`_tenantry_migrations_*`, `_sqlx_migrations`), which the
+//! target's own migrations own. A table the target lacks is skipped when the tenant has no
+//! rows in it.
 //! Database-per-tenant and SQLite tenants are refused with [`MoveError::Unsupported`], which
 //! says what to do instead. The target org must have the same tables and columns (the apps'
 //! migrations); a missing table or column is named in [`MoveError::TargetSchema`].
@@ -698,12 +701,12 @@ impl Mover<'_> {
             }
             Some(s) => Some(s),
         };
-        let tables = self.tables().await?;
+        let mut tables = self.tables().await?;
         if resumed_from.is_none() {
             self.check_occupied(&tables).await?;
         }
         if !matches!(self.kind, Kind::Schema { .. }) || self.target_schema_exists().await? {
-            self.check_target(&tables).await?;
+            tables = self.check_target(tables).await?;
         }
         if self.options.dry_run {
             return self.dry_run(tables, resumed_from).await;
@@ -720,7 +723,7 @@ impl Mover<'_> {
         }
         if matches!(current, Some(MoveState::Planned | MoveState::Copying)) {
             // A schema tenant's target schema exists only now: check it.
-            self.check_target(&tables).await?;
+            tables = self.check_target(tables).await?;
             self.set_state(MoveState::Copying).await?;
             steps.push(MoveState::Copying);
             let (d, b) = self.copy(&tables).await?;
@@ -908,6 +911,8 @@ impl Mover<'_> {
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
                  WHERE a.attname = 'tenant_id' AND a.attnum > 0 AND NOT a.attisdropped \
                    AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                   AND c.relname NOT LIKE '\\_tenantry\\_migrations\\_%' \
+                   AND c.relname <> '_sqlx_migrations' \
                    AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                    AND n.nspname NOT LIKE 'pg\\_%' \
                  ORDER BY 2, 3",
@@ -920,6 +925,8 @@ impl Mover<'_> {
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                   AND c.relname NOT LIKE '\\_tenantry\\_migrations\\_%' \
+                   AND c.relname <> '_sqlx_migrations' \
                  ORDER BY 2, 3",
             )
             .bind(src)
@@ -975,9 +982,12 @@ impl Mover<'_> {
     }
 
     /// Refuse a target without the tables and columns the tenant's rows need.
-    async fn check_target(&self, tables: &[Table]) -> Result<(), HostError> {
+    /// A table the target lacks is skipped when the tenant has no rows in it (e.g. another
+    /// schema tenant's table that happens to have a `tenant_id` column); otherwise refused.
+    async fn check_target(&self, tables: Vec<Table>) -> Result<Vec<Table>, HostError> {
         let mut conn = self.dst_org.acquire::<sqlx::Postgres>().await?;
         let mut missing = Vec::new();
+        let mut kept = Vec::with_capacity(tables.len());
         for table in tables {
             let columns: Option<Vec<String>> = sqlx::query_scalar(
                 "SELECT array_agg(attname::text) FROM pg_catalog.pg_attribute \
@@ -991,7 +1001,9 @@ impl Mover<'_> {
             let Some(columns) =
                 columns.map(|c| c.iter().map(|c| quote_ident(c)).collect::<Vec<_>>())
             else {
-                missing.push(format!("table {}", table.dst.replace('"', "")));
+                if self.digest(&self.src, &table, &table.src).await?.rows > 0 {
+                    missing.push(format!("table {}", table.dst.replace('"', "")));
+                }
                 continue;
             };
             for c in &table.columns {
@@ -1003,10 +1015,11 @@ impl Mover<'_> {
                     ));
                 }
             }
+            kept.push(table);
         }
         missing.sort();
         if missing.is_empty() {
-            Ok(())
+            Ok(kept)
         } else {
             Err(MoveError::TargetSchema {
                 tenant: self.tenant.to_string(),
