@@ -361,6 +361,17 @@ async fn row_tenant_moves_while_readers_read() {
         .unwrap();
     assert!(id > 1500, "id {id} collides with the copied notes");
     drop(conn);
+    // The old org lists the tenant no more; its registry row stays as a tombstone.
+    let listed = host
+        .list_tenants(Some("acme"), |_| true, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        ["t2"]
+    );
+    assert!(!host.tenant_exists("t1", Some("acme")).await.unwrap());
+    assert!(host.tenant_exists("t1", Some("globex")).await.unwrap());
     // Another host (fresh caches) learns the placement from the registry.
     let other = support::host(host.config().clone()).await;
     assert_eq!(
@@ -406,7 +417,7 @@ async fn dry_run_changes_nothing_and_keep_source_copies() {
             .all(|t| t.bytes > 0 && t.checksum.is_none())
     );
     assert!(
-        dry.served_by.contains("nothing changed"),
+        dry.served_by.contains("still serves the tenant"),
         "{}",
         dry.served_by
     );
@@ -592,6 +603,10 @@ async fn interrupted_move_resumes_without_duplicates_and_blocks_writes() {
         401,
         "with the note written in globex"
     );
+    // Creating the tenant again in the org it left makes a new, empty tenant there.
+    assert!(moved_to(&read(host, "globex", "t1").await.unwrap_err()).is_some());
+    host.create_tenant("t1", Some("globex")).await.unwrap();
+    assert_eq!(read(host, "globex", "t1").await.unwrap().1, 0);
     orgs.drop_all(&["acme", "globex", "initech"]).await;
 }
 

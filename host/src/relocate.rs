@@ -572,7 +572,7 @@ impl Host {
         }
     }
 
-    async fn forget_placement(&self, org: &OrgId, tenant: &TenantId) {
+    pub(crate) async fn forget_placement(&self, org: &OrgId, tenant: &TenantId) {
         self.data()
             .placements
             .invalidate(&(org.clone(), tenant.clone()))
@@ -639,6 +639,33 @@ fn placement_of(
             reason: format!("the tenant registry records an unknown move state `{state}`"),
         }),
     }
+}
+
+/// The registry rows of the tenants an org serves (or is moving away): not those that left
+/// (`switched`, `source-deleted`: kept as tombstones so the org fails closed) nor those still
+/// arriving (`incoming`). Reads the move columns through `to_jsonb`, so a registry without
+/// them lists every row.
+pub(crate) const REGISTERED_HERE_SQL: &str = "SELECT id, isolation FROM public.tenantry_tenants r \
+    WHERE COALESCE(to_jsonb(r) ->> 'move_state', '') \
+        NOT IN ('switched', 'source-deleted', 'incoming') \
+    ORDER BY id";
+
+/// Drop the tombstone of a tenant that moved away and whose source data is gone, so
+/// `create_tenant` can create it here again (a new, empty tenant).
+pub(crate) async fn clear_tombstone(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    database: &str,
+) -> Result<(), DataError> {
+    sqlx::query(
+        "DELETE FROM public.tenantry_tenants r WHERE r.id = $1 \
+         AND COALESCE(to_jsonb(r) ->> 'move_state', '') = 'source-deleted'",
+    )
+    .bind(tenant.as_str())
+    .execute(conn)
+    .await
+    .map(drop)
+    .map_err(|e| sqlx_error(database, &e))
 }
 
 /// Adds the move columns to a registry created before they existed.
@@ -875,7 +902,8 @@ impl Mover<'_> {
                 self.to
             ),
             None => format!(
-                "dry run: nothing changed; org `{}` serves the tenant",
+                "org `{}` still serves the tenant; a real run makes it read-only there while \
+                 copying",
                 self.from
             ),
         };
