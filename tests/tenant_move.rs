@@ -769,3 +769,41 @@ async fn schema_tenant_moves_with_its_schema() {
     );
     orgs.drop_all(&["acme", "globex"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_mover_of_the_same_tenant_is_refused() {
+    let orgs = Orgs::new(&["acme", "globex"]).await;
+    let host = orgs.host.clone();
+    orgs.seed("acme", "t1", 20, 5).await;
+    let first = tokio::spawn({
+        let host = host.clone();
+        async move {
+            let slow = MoveOptions {
+                settle: Duration::from_secs(1),
+                ..options(10)
+            };
+            host.move_tenant("t1", "acme", "globex", slow).await
+        }
+    });
+    // The first mover holds the tenant from before it records `planned` until it finishes.
+    while orgs.registry("acme", "t1").await != Some((Some("planned".into()), Some("globex".into())))
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = host
+        .move_tenant("t1", "acme", "globex", options(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(second, HostError::Move(MoveError::Busy { .. })),
+        "{second}"
+    );
+    assert!(
+        second.to_string().contains("wait for it to finish"),
+        "{second}"
+    );
+    let report = first.await.unwrap().unwrap();
+    assert_eq!(report.state, Some(MoveState::SourceDeleted));
+    assert_eq!(report.rows, 45);
+    orgs.drop_all(&["acme", "globex"]).await;
+}
