@@ -807,3 +807,93 @@ async fn a_second_mover_of_the_same_tenant_is_refused() {
     assert_eq!(report.rows, 45);
     orgs.drop_all(&["acme", "globex"]).await;
 }
+
+#[tokio::test]
+async fn a_key_conflict_stops_the_move_and_abort_undoes_it() {
+    let orgs = Orgs::new(&["acme", "globex"]).await;
+    let host = &orgs.host;
+    orgs.seed("acme", "t1", 30, 10).await;
+    orgs.seed("globex", "g1", 5, 1).await;
+    let before = orgs.digest("acme", "t1").await;
+    // Another tenant in the target already uses the uuid of one of t1's events.
+    let mut acme = orgs.admin("acme").await;
+    let taken: String =
+        sqlx::query_scalar("SELECT id::text FROM events WHERE tenant_id = 't1' LIMIT 1")
+            .fetch_one(&mut acme)
+            .await
+            .unwrap();
+    let mut globex = orgs.admin("globex").await;
+    sqlx::query("UPDATE events SET id = $1::uuid WHERE tenant_id = 'g1'")
+        .bind(&taken)
+        .execute(&mut globex)
+        .await
+        .unwrap();
+
+    let err = host
+        .move_tenant("t1", "acme", "globex", options(100))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HostError::Move(MoveError::KeyConflict { table, .. }) if table == "public.events"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("keys must be unique across orgs")
+            && err.to_string().contains("--abort"),
+        "{err}"
+    );
+    assert!(
+        read(host, "acme", "t1").await.unwrap().3,
+        "read-only while pending"
+    );
+    assert_eq!(
+        orgs.registry("acme", "t1").await,
+        Some((Some("copying".into()), Some("globex".into())))
+    );
+
+    // Abort: the target's partial copy and registration go, the source is writable again.
+    let aborted = host
+        .move_tenant(
+            "t1",
+            "acme",
+            "globex",
+            MoveOptions {
+                abort: true,
+                ..options(100)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(aborted.aborted && aborted.state.is_none());
+    assert_eq!(aborted.resumed_from, Some(MoveState::Copying));
+    assert!(
+        aborted.served_by.contains("read-write again"),
+        "{}",
+        aborted.served_by
+    );
+    assert!(
+        orgs.digest("globex", "t1")
+            .await
+            .iter()
+            .all(|(n, _)| *n == 0)
+    );
+    assert_eq!(orgs.registry("globex", "t1").await, None);
+    assert_eq!(orgs.registry("acme", "t1").await, Some((None, None)));
+    assert_eq!(orgs.digest("acme", "t1").await, before);
+    let (db, rows, _, read_only) = read(host, "acme", "t1").await.unwrap();
+    assert_eq!((db, rows, read_only), (orgs.db("acme"), 30, false));
+    let again = host
+        .move_tenant(
+            "t1",
+            "acme",
+            "globex",
+            MoveOptions {
+                abort: true,
+                ..options(100)
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("no unfinished move"), "{again}");
+    orgs.drop_all(&["acme", "globex"]).await;
+}

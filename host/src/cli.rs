@@ -154,6 +154,10 @@ enum TenantsCommand {
         /// Copy and verify but keep the source serving its copy (readable in both orgs).
         #[arg(long)]
         keep_source: bool,
+        /// Abort the unfinished move to --to (before its switch): clear the target's
+        /// partial copy and let the source serve the tenant read-write again.
+        #[arg(long, conflicts_with_all = ["dry_run", "keep_source"])]
+        abort: bool,
         /// Wait this long for other hosts to see the tenant moving (default: placement
         /// cache TTL + 1 s; 0 only when no other host serves the tenant).
         #[arg(long)]
@@ -597,12 +601,14 @@ async fn tenants(cli: &Cli, command: &TenantsCommand) -> Result<(), Failure> {
             batch_size,
             dry_run,
             keep_source,
+            abort,
             settle_ms,
         } => {
             let mut options = tenantry::relocate::MoveOptions {
                 batch_size: *batch_size,
                 dry_run: *dry_run,
                 keep_source: *keep_source,
+                abort: *abort,
                 ..Default::default()
             };
             if let Some(ms) = settle_ms {
@@ -641,7 +647,12 @@ async fn tenants(cli: &Cli, command: &TenantsCommand) -> Result<(), Failure> {
 
 /// The text form of a move report: a table per table, the states, who serves the tenant.
 fn move_text(r: &tenantry::relocate::MoveReport) -> String {
-    let mut s = if r.dry_run {
+    let mut s = if r.aborted {
+        format!(
+            "aborted the move of tenant {} from org {} to org {} ({} isolation)",
+            r.tenant, r.from, r.to, r.isolation
+        )
+    } else if r.dry_run {
         format!(
             "dry run: tenant {} would move from org {} to org {} ({} isolation); nothing changed",
             r.tenant, r.from, r.to, r.isolation
@@ -665,6 +676,8 @@ fn move_text(r: &tenantry::relocate::MoveReport) -> String {
     ));
     s.push_str(if r.dry_run {
         "  est. on disk"
+    } else if r.aborted {
+        ""
     } else {
         "  checksum"
     });
@@ -678,7 +691,7 @@ fn move_text(r: &tenantry::relocate::MoveReport) -> String {
                 Some(b) => s.push_str(&format!("  {b}")),
                 None => s.push_str("  (not analysed)"),
             }
-        } else {
+        } else if !r.aborted {
             let sum = t.checksum.as_deref().unwrap_or("");
             s.push_str(&format!(
                 "  {sum}{}",
@@ -692,7 +705,7 @@ fn move_text(r: &tenantry::relocate::MoveReport) -> String {
         r.rows,
         r.bytes
     ));
-    if !r.dry_run {
+    if !r.dry_run && !r.aborted {
         s.push_str(&format!(" in {} batch(es)", r.batches));
     }
     if let Some(from) = r.resumed_from {

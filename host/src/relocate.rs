@@ -178,6 +178,10 @@ pub struct MoveOptions {
     /// Stop with [`MoveError::Stopped`] after this many batches (tests and drills of an
     /// interrupted move).
     pub stop_after_batches: Option<u64>,
+    /// Abort the unfinished move to the named target instead (before its switch): clear
+    /// what reached the target, drop the target's incoming registration, and let the source
+    /// serve the tenant read-write again.
+    pub abort: bool,
 }
 
 impl Default for MoveOptions {
@@ -188,6 +192,7 @@ impl Default for MoveOptions {
             keep_source: false,
             settle: PLACEMENT_TTL + Duration::from_secs(1),
             stop_after_batches: None,
+            abort: false,
         }
     }
 }
@@ -223,6 +228,8 @@ pub struct MoveReport {
     pub isolation: String,
     /// Nothing was changed.
     pub dry_run: bool,
+    /// The unfinished move was aborted ([`MoveOptions::abort`]).
+    pub aborted: bool,
     /// The state recorded when this run started, if a move was already under way.
     pub resumed_from: Option<MoveState>,
     /// The states this run went through, in order.
@@ -343,7 +350,7 @@ pub enum MoveError {
     #[error(
         "verification of tenant `{tenant}`'s {table} failed: {detail}. Nothing was switched \
          or deleted; the tenant stays in org `{from}` (read-only while the move is pending): \
-         re-run the move to copy again"
+         re-run the move to copy again, or abort it with --abort"
     )]
     Mismatch {
         /// The tenant.
@@ -354,6 +361,39 @@ pub enum MoveError {
         table: String,
         /// Counts and checksums on each side.
         detail: String,
+    },
+    /// A key of the tenant's rows is already used by another tenant's row in the target.
+    #[error(
+        "copying tenant `{tenant}`'s {table} into org `{to}` hit a key another row there \
+         already uses ({reason}): keys must be unique across orgs, e.g. (tenant_id, id) or uuid \
+         primary keys. The tenant stays read-only in org `{from}` until the move is aborted \
+         (tenantry tenants move {tenant} --from {from} --to {to} --abort)"
+    )]
+    KeyConflict {
+        /// The tenant.
+        tenant: String,
+        /// The source org.
+        from: String,
+        /// The target org.
+        to: String,
+        /// The table.
+        table: String,
+        /// The database's answer.
+        reason: String,
+    },
+    /// Nothing to abort.
+    #[error(
+        "tenant `{tenant}` of org `{from}` has no unfinished move to org `{to}` to abort{state}"
+    )]
+    NothingToAbort {
+        /// The tenant.
+        tenant: String,
+        /// The source org.
+        from: String,
+        /// The target org.
+        to: String,
+        /// `: it already switched …` when too late.
+        state: String,
     },
     /// `stop_after_batches` was reached.
     #[error(
@@ -729,6 +769,9 @@ impl Mover<'_> {
             Some(s) => Some(s),
         };
         let mut tables = self.tables().await?;
+        if self.options.abort {
+            return self.abort(resumed_from, tables).await;
+        }
         if resumed_from.is_none() {
             self.check_occupied(&tables).await?;
         }
@@ -857,6 +900,7 @@ impl Mover<'_> {
                 Kind::Schema { .. } => "schema".into(),
             },
             dry_run,
+            aborted: false,
             resumed_from,
             steps,
             state,
@@ -1234,20 +1278,10 @@ impl Mover<'_> {
     async fn copy(&self, tables: &[Table]) -> Result<(Vec<(Digest, Option<u64>)>, u64), HostError> {
         let batch = self.options.batch_size.max(1);
         let filter = self.where_tenant();
+        // Clear what an interrupted copy left.
+        self.clear_target(tables).await?;
         let mut dst = self.dst.acquire::<sqlx::Postgres>().await?;
         let dst_fail = |e| self.err(e, &self.dst);
-        // Clear what an interrupted copy left, children first.
-        let mut tx = dst.begin().await.map_err(dst_fail)?;
-        for table in tables.iter().rev() {
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "DELETE FROM {} t {filter}",
-                table.dst
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(dst_fail)?;
-        }
-        tx.commit().await.map_err(dst_fail)?;
 
         let mut src = self.src.acquire::<sqlx::Postgres>().await?;
         let src_fail = |e| self.err(e, &self.src);
@@ -1286,7 +1320,19 @@ impl Mover<'_> {
                     .bind(json)
                     .execute(&mut *dst)
                     .await
-                    .map_err(dst_fail)?;
+                    .map_err(|e| match &e {
+                        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+                            MoveError::KeyConflict {
+                                tenant: self.tenant.to_string(),
+                                from: self.from.to_string(),
+                                to: self.to.to_string(),
+                                table: table.name.clone(),
+                                reason: redact_text(d.message()),
+                            }
+                            .into()
+                        }
+                        _ => dst_fail(e),
+                    })?;
                 batches += 1;
                 if self.options.stop_after_batches == Some(batches) {
                     return Err(MoveError::Stopped {
@@ -1327,6 +1373,111 @@ impl Mover<'_> {
             digests.push((want, None));
         }
         Ok((digests, batches))
+    }
+
+    /// Delete the tenant's rows from the target's tables (children first, one transaction;
+    /// tables the target lacks are skipped).
+    async fn clear_target(&self, tables: &[Table]) -> Result<(), HostError> {
+        let mut dst = self.dst.acquire::<sqlx::Postgres>().await?;
+        let fail = |e| self.err(e, &self.dst);
+        let mut tx = dst.begin().await.map_err(fail)?;
+        for table in tables.iter().rev() {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(&table.dst)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(fail)?;
+            if exists {
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DELETE FROM {} t {}",
+                    table.dst,
+                    self.where_tenant()
+                )))
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            }
+        }
+        tx.commit().await.map_err(fail)
+    }
+
+    /// Undo a move that has not switched yet (see [`MoveOptions::abort`]).
+    async fn abort(
+        &self,
+        state: Option<MoveState>,
+        tables: Vec<Table>,
+    ) -> Result<MoveReport, HostError> {
+        let nothing = |state: String| MoveError::NothingToAbort {
+            tenant: self.tenant.to_string(),
+            from: self.from.to_string(),
+            to: self.to.to_string(),
+            state,
+        };
+        match state {
+            Some(MoveState::Planned | MoveState::Copying | MoveState::Verified) => {}
+            Some(s @ (MoveState::Switched | MoveState::SourceDeleted)) => {
+                return Err(nothing(format!(
+                    ": it already switched (state `{s}`); move it back instead \
+                     (--from {} --to {})",
+                    self.to, self.from
+                ))
+                .into());
+            }
+            _ => return Err(nothing(String::new()).into()),
+        }
+        if self.options.dry_run {
+            return Err(nothing(": --dry-run and --abort cannot be combined".into()).into());
+        }
+        let _lock = self.lock().await?;
+        self.clear_target(&tables).await?;
+        let mut conn = self.dst_org.acquire::<sqlx::Postgres>().await?;
+        let fail = |e| self.err(e, &self.dst_org);
+        let removed = sqlx::query(
+            "DELETE FROM public.tenantry_tenants r WHERE r.id = $1 \
+             AND to_jsonb(r) ->> 'move_state' = 'incoming'",
+        )
+        .bind(self.tenant.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(fail)?
+        .rows_affected();
+        if let (Kind::Schema { dst, .. }, 1) = (&self.kind, removed) {
+            // The move created this schema (the target had no such tenant).
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                quote_ident(dst)
+            )))
+            .execute(&mut *conn)
+            .await
+            .map_err(fail)?;
+        }
+        drop(conn);
+        self.host.forget_placement(&self.to, &self.tenant).await;
+        let mut conn = self.src_org.acquire::<sqlx::Postgres>().await?;
+        sqlx::query(
+            "UPDATE public.tenantry_tenants SET move_state = NULL, moved_to = NULL, \
+             move_updated_at = now() WHERE id = $1",
+        )
+        .bind(self.tenant.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| self.err(e, &self.src_org))?;
+        drop(conn);
+        self.host.forget_placement(&self.from, &self.tenant).await;
+        let mut digests = Vec::new();
+        for table in &tables {
+            digests.push((self.digest(&self.src, table, &table.src).await?, None));
+        }
+        tracing::info!(tenant = %self.tenant, from = %self.from, to = %self.to, "tenant move aborted");
+        let served_by = format!(
+            "move aborted: org `{}` serves the tenant read-write again; org `{}` holds none \
+             of it",
+            self.from, self.to
+        );
+        let mut report = self.report(tables, digests, state, Vec::new(), None, 0, true, served_by);
+        report.dry_run = false;
+        report.aborted = true;
+        Ok(report)
     }
 
     /// Fresh digests of both sides, compared (for a move resumed after verification).
