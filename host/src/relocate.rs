@@ -39,6 +39,8 @@
 //!
 //! Re-running the same move continues from the recorded state; an interrupted copy starts
 //! its copy again from a fresh snapshot (writes are blocked, so the result is the same).
+//! A move that cannot finish — e.g. [`MoveError::KeyConflict`], a key another tenant already
+//! uses in the target — is undone before its switch with [`MoveOptions::abort`].
 //! One mover per tenant at a time: a session advisory lock on the source org refuses a
 //! second one ([`MoveError::Busy`]).
 //!
