@@ -248,8 +248,14 @@ async fn row_tenant_moves_while_readers_read() {
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
+    // A settle long enough for a reader's open-scope-then-query even on a loaded machine: a
+    // handle opened just before the switch must finish before the source rows go.
+    let patient = MoveOptions {
+        settle: Duration::from_secs(1),
+        ..options(250)
+    };
     let report = host
-        .move_tenant("t1", "acme", "globex", options(250))
+        .move_tenant("t1", "acme", "globex", patient)
         .await
         .unwrap();
     // Readers keep going after the move: they must now land on globex.
