@@ -152,6 +152,36 @@ enum TenantsCommand {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Move a tenant to another org (PostgreSQL, row or schema isolation): copy in batches
+    /// from one snapshot, verify counts and checksums, switch routing, delete the source.
+    /// Re-run the same command to resume an interrupted move.
+    Move {
+        /// Tenant id.
+        tenant: String,
+        /// The org it is in.
+        #[arg(long)]
+        from: String,
+        /// The org to move it to (its migrations applied).
+        #[arg(long)]
+        to: String,
+        /// Rows per batch.
+        #[arg(long, default_value_t = 500)]
+        batch_size: u32,
+        /// Report tables, rows and sizes that would move; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Copy and verify but keep the source serving its copy (readable in both orgs).
+        #[arg(long)]
+        keep_source: bool,
+        /// Abort the unfinished move to --to (before its switch): clear the target's
+        /// partial copy and let the source serve the tenant read-write again.
+        #[arg(long, conflicts_with_all = ["dry_run", "keep_source"])]
+        abort: bool,
+        /// Wait this long for other hosts to see the tenant moving (default: placement
+        /// cache TTL + 1 s; 0 only when no other host serves the tenant).
+        #[arg(long)]
+        settle_ms: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -584,6 +614,36 @@ async fn tenants(cli: &Cli, command: &TenantsCommand) -> Result<(), Failure> {
             let names: Vec<&str> = list.iter().map(|t| t.as_str()).collect();
             emit(cli.json, serde_json::json!(names), || names.join("\n"));
         }
+        TenantsCommand::Move {
+            tenant,
+            from,
+            to,
+            batch_size,
+            dry_run,
+            keep_source,
+            abort,
+            settle_ms,
+        } => {
+            let mut options = tenantry::relocate::MoveOptions {
+                batch_size: *batch_size,
+                dry_run: *dry_run,
+                keep_source: *keep_source,
+                abort: *abort,
+                ..Default::default()
+            };
+            if let Some(ms) = settle_ms {
+                options.settle = std::time::Duration::from_millis(*ms);
+            }
+            let report = host
+                .move_tenant(tenant, from, to, options)
+                .await
+                .map_err(Failure::operational)?;
+            emit(
+                cli.json,
+                serde_json::to_value(&report).unwrap_or_default(),
+                || move_text(&report),
+            );
+        }
         TenantsCommand::Exists { id, org } => {
             let exists = host
                 .tenant_exists(id, org.as_deref())
@@ -603,6 +663,83 @@ async fn tenants(cli: &Cli, command: &TenantsCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The text form of a move report: a table per table, the states, who serves the tenant.
+fn move_text(r: &tenantry::relocate::MoveReport) -> String {
+    let mut s = if r.aborted {
+        format!(
+            "aborted the move of tenant {} from org {} to org {} ({} isolation)",
+            r.tenant, r.from, r.to, r.isolation
+        )
+    } else if r.dry_run {
+        format!(
+            "dry run: tenant {} would move from org {} to org {} ({} isolation); nothing changed",
+            r.tenant, r.from, r.to, r.isolation
+        )
+    } else {
+        format!(
+            "tenant {}: org {} -> org {} ({} isolation)",
+            r.tenant, r.from, r.to, r.isolation
+        )
+    };
+    let width = r
+        .tables
+        .iter()
+        .map(|t| t.table.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    s.push_str(&format!(
+        "\n  {:width$}  {:>8}  {:>10}",
+        "table", "rows", "bytes"
+    ));
+    s.push_str(if r.dry_run {
+        "  est. on disk"
+    } else if r.aborted {
+        ""
+    } else {
+        "  checksum"
+    });
+    for t in &r.tables {
+        s.push_str(&format!(
+            "\n  {:width$}  {:>8}  {:>10}",
+            t.table, t.rows, t.bytes
+        ));
+        if r.dry_run {
+            match t.relation_share_bytes {
+                Some(b) => s.push_str(&format!("  {b}")),
+                None => s.push_str("  (not analysed)"),
+            }
+        } else if !r.aborted {
+            let sum = t.checksum.as_deref().unwrap_or("");
+            s.push_str(&format!(
+                "  {sum}{}",
+                if t.verified { " verified" } else { "" }
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "\n  {} table(s), {} row(s), {} byte(s)",
+        r.tables.len(),
+        r.rows,
+        r.bytes
+    ));
+    if !r.dry_run && !r.aborted {
+        s.push_str(&format!(" in {} batch(es)", r.batches));
+    }
+    if let Some(from) = r.resumed_from {
+        s.push_str(&format!("\nresumed from state: {from}"));
+    }
+    if let Some(state) = r.state {
+        let steps: Vec<&str> = r.steps.iter().map(|s| s.as_str()).collect();
+        s.push_str(&format!("\nstate: {state}"));
+        if !steps.is_empty() {
+            s.push_str(&format!(" (this run: {})", steps.join(" -> ")));
+        }
+    }
+    s.push_str(&format!("\n{}", r.served_by));
+    s
 }
 
 async fn rls_enable(cli: &Cli, table: &str, apply: bool, org: Option<&str>) -> Result<(), Failure> {

@@ -230,6 +230,20 @@ pub enum DataError {
     /// Isolation was refused or could not be verified.
     #[error(transparent)]
     Isolation(#[from] IsolationError),
+    /// The tenant is not served by this org: it was moved to (or is arriving from) `to`.
+    /// Fail closed: see [`crate::relocate`].
+    #[error(
+        "tenant `{tenant}` is not served by org `{org}`: it lives in org `{to}` (moved, or a \
+         move is under way): use host.org(\"{to}\").tenant(\"{tenant}\")"
+    )]
+    TenantMoved {
+        /// The tenant.
+        tenant: TenantId,
+        /// The org that was asked.
+        org: OrgId,
+        /// The org that holds (or, during a move, held) the tenant.
+        to: OrgId,
+    },
 }
 
 impl From<DataError> for HostError {
@@ -294,6 +308,8 @@ pub(crate) struct DataState {
     scopes: moka::future::Cache<ScopeCacheKey, (Arc<TenantScope>, Instant)>,
     limiters: moka::future::Cache<(Arc<str>, TenantId, u32), Arc<Semaphore>>,
     apps: Mutex<Option<Arc<Vec<App>>>>,
+    /// Where tenants live, from the org registries (see [`crate::relocate`]).
+    pub(crate) placements: crate::relocate::PlacementCache,
 }
 
 type ScopeCacheKey = (
@@ -329,12 +345,14 @@ impl DataState {
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             apps: Mutex::new(None),
+            placements: crate::relocate::placement_cache(),
         }
     }
 
     /// Forget policy answers, tenant limits and discovered apps; close every pool.
     pub(crate) async fn clear(&self) {
         self.scopes.invalidate_all();
+        self.placements.invalidate_all();
         self.limiters.invalidate_all();
         *self.apps.lock().expect("apps lock") = None;
         self.registry.close_all().await;
@@ -342,6 +360,7 @@ impl DataState {
 
     pub(crate) fn forget_scopes(&self) {
         self.scopes.invalidate_all();
+        self.placements.invalidate_all();
     }
 }
 
@@ -621,7 +640,14 @@ impl Host {
             }
         };
         let backend = Backend::of_url(&target_url).expect("checked");
-        let read_only = use_ && scope.read_only;
+        // A tenant being moved is served read-only; a moved one is refused (fail closed).
+        let moving = match &address.org {
+            Some(org) if use_ && backend == Backend::Postgres && target_url == org_url => {
+                self.placement_gate(org, &tenant).await?
+            }
+            _ => false,
+        };
+        let read_only = use_ && (scope.read_only || moving);
         let session = match backend {
             Backend::Postgres => SessionScope::new(
                 Some(tenant),
