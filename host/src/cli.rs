@@ -217,6 +217,18 @@ enum PluginCommand {
         #[arg(long, default_value = "127.0.0.1:9090", env = "TENANTRY_ADMIN_ADDR")]
         admin: String,
     },
+    /// Publish a compiled component to the shared plugin registry (docs/scale-out.md):
+    /// every `tenantry serve` following the registry validates, self-tests and hot-swaps it,
+    /// keeping its current plugin if anything fails.
+    Publish {
+        /// `org-resolver` or `tenant-policy`.
+        slot: String,
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The registry database (else `[registry] url` of the config file).
+        #[arg(long, env = "TENANTRY_REGISTRY_URL")]
+        registry: Option<String>,
+    },
     /// Put back a running server's previous plugin (`POST /plugins/{slot}/rollback`).
     Rollback {
         /// `org-resolver` or `tenant-policy`.
@@ -340,6 +352,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
             admin_call(admin, "PUT", &format!("/plugins/{slot}"), body, cli.json).await
         }
+        Command::Plugin(PluginCommand::Publish {
+            slot,
+            file,
+            registry,
+        }) => publish(&cli, slot, file, registry.as_deref()).await,
         Command::Plugin(PluginCommand::Rollback { slot, admin }) => {
             admin_call(
                 admin,
@@ -360,10 +377,91 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-async fn serve(cli: &Cli, listen: std::net::SocketAddr) -> Result<(), Failure> {
-    let host = Host::load(host_config(cli)?)
+async fn publish(
+    cli: &Cli,
+    slot: &str,
+    file: &std::path::Path,
+    registry: Option<&str>,
+) -> Result<(), Failure> {
+    let kind = match slot {
+        "org-resolver" => PluginKind::OrgResolver,
+        "tenant-policy" => PluginKind::TenantPolicy,
+        other => {
+            return Err(Failure::usage(format!(
+                "unknown slot `{other}`: slots are `org-resolver` and `tenant-policy`"
+            )));
+        }
+    };
+    let url = match registry {
+        Some(url) => url.to_owned(),
+        None => host_config(cli)?.registry.url.ok_or_else(|| {
+            Failure::usage(
+                "no registry: pass --registry <postgres-url>, set TENANTRY_REGISTRY_URL, \
+                 or [registry] url in the config file",
+            )
+        })?,
+    };
+    let bytes = std::fs::read(file)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
+    // Followers compare sha256s of what they run: publish the binary, never WAT text.
+    if !bytes.starts_with(b"\0asm") {
+        return Err(Failure::usage(format!(
+            "{} is not a compiled component: publish the .wasm (WAT is accepted only by swaps)",
+            file.display()
+        )));
+    }
+    // Refuse here what every follower would refuse: not a component, wrong world or version.
+    let runtime = PluginRuntime::new(EngineOptions {
+        pooling: false,
+        ..EngineOptions::default()
+    })
+    .map_err(Failure::operational)?;
+    runtime
+        .load(
+            Some(kind),
+            PluginSpec::default(),
+            &bytes,
+            &file.display().to_string(),
+        )
+        .await
+        .map_err(|e| Failure::usage(format!("not published: {e}")))?;
+    tenantry::registry::install_schema(&url)
         .await
         .map_err(Failure::operational)?;
+    let by = format!("tenantry-cli@{}", tenantry::registry::default_instance());
+    let published = tenantry::registry::publish(&url, kind, &bytes, &by)
+        .await
+        .map_err(Failure::operational)?;
+    emit(
+        cli.json,
+        serde_json::json!({"slot": slot, "version": published.version, "sha256": published.sha256,
+            "registry": tenantry::redact::redact_url(&url)}),
+        || {
+            format!(
+                "published {slot} version {} (sha256 {}) to {}",
+                published.version,
+                &published.sha256[..12],
+                tenantry::redact::redact_url(&url)
+            )
+        },
+    );
+    Ok(())
+}
+
+async fn serve(cli: &Cli, listen: std::net::SocketAddr) -> Result<(), Failure> {
+    let config = host_config(cli)?;
+    let registry = config.registry.clone();
+    let host = Host::load(config).await.map_err(Failure::operational)?;
+    // Dropped (and stopped) when the server returns.
+    let _follower = registry.url.as_ref().map(|url| {
+        let options = registry.follow_options();
+        eprintln!(
+            "following the plugin registry at {} as {}",
+            tenantry::redact::redact_url(url),
+            options.instance
+        );
+        tenantry::registry::follow(host.clone(), url.clone(), options)
+    });
     let metrics = tenantry::admin::install_prometheus().map_err(Failure::operational)?;
     let token = std::env::var("TENANTRY_ADMIN_TOKEN")
         .ok()

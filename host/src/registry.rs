@@ -144,6 +144,62 @@ pub async fn publish(
     Ok(Published { version, sha256 })
 }
 
+/// Where `tenantry serve` follows a shared registry (`[registry]` in the config file).
+///
+/// Library users start a [`Follower`] themselves with [`follow`]: [`Host::load`] does not,
+/// because a follower holds the host and would keep it alive.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RegistryConfig {
+    /// `TENANTRY_REGISTRY_URL`: the PostgreSQL database holding the registry. Unset: none.
+    pub url: Option<String>,
+    /// This instance's name in `tenantry_plugin_status`. Default `<hostname>:<pid>`.
+    pub instance: Option<String>,
+    /// Read the whole registry this often, notifications or not (ms). Default 30 000.
+    pub reconcile_every_ms: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            instance: None,
+            reconcile_every_ms: 30_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("instance", &self.instance)
+            .field("reconcile_every_ms", &self.reconcile_every_ms)
+            .finish()
+    }
+}
+
+impl RegistryConfig {
+    /// The follower options this config asks for.
+    pub fn follow_options(&self) -> FollowOptions {
+        let instance = self.instance.clone().unwrap_or_else(default_instance);
+        FollowOptions {
+            instance,
+            reconcile_every: Duration::from_millis(self.reconcile_every_ms.max(100)),
+        }
+    }
+}
+
+/// `<hostname>:<pid>`: unique among instances on one network, readable in the status table.
+pub fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tenantry".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
 /// How a [`Follower`] runs.
 #[derive(Debug, Clone)]
 pub struct FollowOptions {

@@ -786,3 +786,174 @@ fn tenants_move_dry_run_then_move_on_postgres() {
         assert_eq!(run(&["orgs", "delete", org, "--yes"]).0, Some(0));
     }
 }
+
+/// `GET path` on the admin server at `addr` with the token; the JSON body.
+fn admin_get(addr: &str, path: &str, token: &str) -> serde_json::Value {
+    let response = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(tenantry::http::client::send(
+            tenantry::http::client::Request {
+                addr,
+                method: "GET",
+                path,
+                headers: &[(hyper::header::AUTHORIZATION, format!("Bearer {token}"))],
+                body: Vec::new(),
+                max_body: 1 << 20,
+            },
+        ))
+        .unwrap();
+    assert_eq!(response.status, 200, "{path}");
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+#[test]
+fn publish_to_the_registry_reaches_a_following_server() {
+    let admin = std::env::var("TENANTRY_TEST_PG_ADMIN_URL")
+        .expect("TENANTRY_TEST_PG_ADMIN_URL not set: run through scripts/test.sh");
+    let db = format!("cli_registry_{}", std::process::id());
+    admin_sql(&admin, "postgres", &format!("CREATE DATABASE {db}"));
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let registry = format!("{base}/{db}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tenantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database-url = \"sqlite://{0}/{{org}}.db\"\norgs = true\n[plugins.org-resolver]\npath = \"{1}\"\ngrants = [\"config\"]\n\
+             [plugins.org-resolver.config]\ndirectory = '{{\"acme\": \"sqlite://{0}/acme.db\"}}'\n\
+             [registry]\ninstance = \"cli-test\"\nreconcile-every-ms = 500\n",
+            dir.path().display(),
+            plugin("directory").display()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "--listen",
+            &listen,
+        ])
+        .env("TENANTRY_ADMIN_TOKEN", "cli-token")
+        .env("TENANTRY_REGISTRY_URL", &registry)
+        .env("TENANTRY_LOG", "debug")
+        .env_remove("DATABASE_URL")
+        .stderr(server_log())
+        .spawn()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(std::time::Instant::now() < deadline, "server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let serving = |addr: &str| {
+            admin_get(addr, "/status", "cli-token")["plugins"][0]["sha256"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let before = serving(&listen);
+        let password = registry
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .and_then(|(user, _)| user.split_once(':'))
+            .map(|(_, pw)| pw.to_owned())
+            .unwrap();
+
+        // What no follower would accept is refused before it reaches the registry.
+        let wat = root().join("tests/fixtures/core-module.wat");
+        let out = tenantry(
+            &["plugin", "publish", "org-resolver", wat.to_str().unwrap()],
+            &[("TENANTRY_REGISTRY_URL", &registry)],
+        );
+        assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+        assert!(
+            text(&out).1.contains("not a compiled component"),
+            "{:?}",
+            text(&out)
+        );
+        let out = tenantry(
+            &[
+                "plugin",
+                "publish",
+                "org-resolver",
+                plugin("tiered-policy").to_str().unwrap(),
+                "--registry",
+                &registry,
+            ],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+        assert!(text(&out).1.contains("not published"), "{:?}", text(&out));
+        let out = tenantry(
+            &["plugin", "publish", "org-resolver", wat.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out).1.contains("no registry"), "{:?}", text(&out));
+
+        // A real publish reaches the running server through NOTIFY and its hot-swap.
+        let out = tenantry(
+            &[
+                "--json",
+                "plugin",
+                "publish",
+                "org-resolver",
+                plugin("pattern").to_str().unwrap(),
+                "--registry",
+                &registry,
+            ],
+            &[],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(!stdout.contains(&password) && !stderr.contains(&password));
+        let published: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(published["version"], 1);
+        let sha = published["sha256"].as_str().unwrap().to_owned();
+        assert_ne!(sha, before);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while serving(&listen) != sha {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never swapped in the published plugin"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // The follower records what it runs (written right after the swap).
+        let recorded = || {
+            admin_sql(
+                &admin,
+                &db,
+                "SELECT count(*) FROM tenantry_plugin_status \
+                 WHERE instance = 'cli-test' AND ok AND version = 1",
+            ) == vec![1]
+        };
+        while !recorded() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no status row for the swap"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    admin_sql(
+        &admin,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
