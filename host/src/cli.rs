@@ -225,7 +225,8 @@ enum PluginCommand {
         slot: String,
         /// The component (.wasm).
         file: PathBuf,
-        /// The registry database (else `[registry] url` of the config file).
+        /// The registry database (else `[registry] url` of the config file). Prefer the
+        /// environment variable when the URL holds a password: command lines show in `ps`.
         #[arg(long, env = "TENANTRY_REGISTRY_URL")]
         registry: Option<String>,
     },

@@ -887,10 +887,8 @@ fn publish_to_the_registry_reaches_a_following_server() {
                 "publish",
                 "org-resolver",
                 plugin("tiered-policy").to_str().unwrap(),
-                "--registry",
-                &registry,
             ],
-            &[],
+            &[("TENANTRY_REGISTRY_URL", &registry)],
         );
         assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
         assert!(text(&out).1.contains("not published"), "{:?}", text(&out));
@@ -909,10 +907,10 @@ fn publish_to_the_registry_reaches_a_following_server() {
                 "publish",
                 "org-resolver",
                 plugin("pattern").to_str().unwrap(),
-                "--registry",
-                &registry,
             ],
-            &[],
+            // The environment, not `--registry`: a password on a command line shows in `ps`
+            // (and R7's capture of every command line would flag it).
+            &[("TENANTRY_REGISTRY_URL", &registry)],
         );
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{stdout}{stderr}");
