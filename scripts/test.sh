@@ -24,8 +24,15 @@ cargo fmt --manifest-path resolvers/Cargo.toml --all -- --check
 cargo clippy --manifest-path resolvers/Cargo.toml --workspace --all-targets --quiet -- -D warnings
 
 step "tests"
+# R7: every test process writes its logs, CLI output, HTTP bodies and metrics scrapes here;
+# check-secrets.sh then asserts no test password appears anywhere in them.
+export TENANTRY_TEST_CAPTURE_DIR=$PWD/target/test-capture
+rm -rf "$TENANTRY_TEST_CAPTURE_DIR"
 cargo test --manifest-path resolvers/Cargo.toml --workspace --quiet
 cargo test --workspace
+
+step "no secrets in anything the suite logged or printed"
+scripts/check-secrets.sh "$TENANTRY_TEST_CAPTURE_DIR"
 
 step "dashboard in headless Chromium"
 scripts/install-browser-test-deps.sh

@@ -96,8 +96,9 @@ async fn swapping_under_load_fails_no_call() {
             .expect("swap accepted");
         assert_eq!(outcome.generation, i + 1);
         assert_eq!(slot.generation(), i + 1);
-        // Visible at once: the very next call runs the new version.
+        // Visible at once: the very next call runs the new version, under its own name.
         assert_eq!(url(&host).await, expect, "swap {i} not visible");
+        assert_eq!(slot.current().name(), next);
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {

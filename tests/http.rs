@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use tenantry::admin::AdminOptions;
 use tenantry::http::{Identity, TenancyLayer, TenancyOptions, Tenant};
 use tenantry::plugin::{Capability, Grants, PluginKind, PluginSpec};
@@ -48,37 +46,27 @@ async fn call(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Reply {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
+    let headers: Vec<_> = headers
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), (*v).to_owned()))
+        .collect();
+    let response = tenantry::http::client::send(tenantry::http::client::Request {
+        addr,
+        method,
+        path,
+        headers: &headers,
+        body,
+        max_body: 64 << 20,
+    })
+    .await
+    .unwrap();
+    let status = response.status;
+    let retry_after = response
+        .headers
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_owned());
-    let body = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let body = String::from_utf8(response.body.to_vec()).unwrap();
+    tenantry_tests::capture(&format!("{method} {path} -> {status}"), &body);
     Reply {
         status,
         retry_after,

@@ -114,6 +114,14 @@ async fn operation(
                 .execute(&mut *c)
                 .await
                 .unwrap();
+            // Raw SQL trimming "old rows" keeps every tenant's table small, so the long mode's
+            // full-table reads stay cheap; RLS must bound this delete to the tenant too.
+            sqlx::query(
+                "DELETE FROM notes WHERE id NOT IN (SELECT id FROM notes ORDER BY id DESC LIMIT 200)",
+            )
+            .execute(&mut *c)
+            .await
+            .unwrap();
         }
         5 => {
             let mut c = conn(host, tenant).await;

@@ -3,7 +3,9 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Mutex, Once};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -13,11 +15,70 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where R7's whole-suite secrets capture writes, when `scripts/test.sh` asks for it.
+const CAPTURE_DIR: &str = "TENANTRY_TEST_CAPTURE_DIR";
+
+/// Install, once per test process, a subscriber writing all of Tenantry's trace output (and
+/// sqlx's statement log) to `$TENANTRY_TEST_CAPTURE_DIR/<process>.log`, so
+/// `scripts/check-secrets.sh` can assert that no test password appears in any log line the
+/// suite produced. A no-op without the variable, so `cargo test` alone stays quiet.
+///
+/// Called by [`postgres`], [`plugin`] and [`fixture`], which nearly every test goes through;
+/// tests that install their own scoped subscriber still check their own output.
+pub fn capture_logs() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let Some(file) = capture_file("log") else {
+            return;
+        };
+        let filter = tracing_subscriber::EnvFilter::new(
+            // Everything, minus the compiler's per-function chatter.
+            "trace,cranelift_codegen=warn,cranelift_frontend=warn,regalloc2=warn,\
+             wasmtime_internal_cranelift=warn,wasmtime_environ=info,wasmtime=info,\
+             hyper=info,h2=info,tower=info,mio=info",
+        );
+        // Another subscriber may already be the global default (a test installed one first):
+        // that test checks its own output, so losing the capture there is acceptable.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(Mutex::new(file))
+            .try_init();
+    });
+}
+
+/// Append `text` (CLI output, an HTTP body, a metrics scrape) to this process's capture file,
+/// labelled with `what`. A no-op unless `TENANTRY_TEST_CAPTURE_DIR` is set.
+pub fn capture(what: &str, text: &str) {
+    static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+    let mut file = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    if file.is_none() {
+        *file = capture_file("out");
+    }
+    if let Some(f) = file.as_mut() {
+        let _ = writeln!(f, "--- {what}\n{text}");
+    }
+}
+
+fn capture_file(kind: &str) -> Option<std::fs::File> {
+    let dir = PathBuf::from(std::env::var_os(CAPTURE_DIR)?);
+    std::fs::create_dir_all(&dir).ok()?;
+    let exe = std::env::current_exe().ok()?;
+    let name = exe.file_stem()?.to_string_lossy().into_owned();
+    let path = dir.join(format!("{name}.{}.{kind}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .ok()
+}
+
 /// A plugin component built by `scripts/build-plugins.sh` (`target/plugins/<name>.wasm`).
 ///
 /// Panics with the command to run when it has not been built: these tests exercise real
 /// components, never stand-ins.
 pub fn plugin(name: &str) -> PathBuf {
+    capture_logs();
     let dir = std::env::var_os("TENANTRY_PLUGIN_BUILD_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/plugins"));
@@ -33,6 +94,7 @@ pub fn plugin(name: &str) -> PathBuf {
 
 /// A WAT fixture from `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
+    capture_logs();
     workspace_root().join("tests/fixtures").join(name)
 }
 
@@ -47,6 +109,7 @@ pub struct TestPostgres {
 
 /// The test PostgreSQL. Panics with the command to run when it is not configured.
 pub fn postgres() -> TestPostgres {
+    capture_logs();
     let get = |var: &str| {
         std::env::var(var).unwrap_or_else(|_| {
             panic!(

@@ -273,6 +273,101 @@ async fn breaker_full_cycle_including_a_failed_trial() {
     assert!(host.resolve_org(&down).await.is_ok());
 }
 
+/// A resolver whose backend alternates between answering and `unavailable` (one reused
+/// instance keeps the count): retries absorb the flapping, the breaker opens only as
+/// configured, and other orgs keep resolving throughout.
+#[tokio::test]
+async fn a_flapping_resolver_is_retried_and_breaks_only_as_configured() {
+    let flapping = |attempts: u32, failure_threshold: u32| async move {
+        let spec = PluginSpec {
+            grants: Grants::of(&[Capability::Config]),
+            reuse_instances: true,
+            ..PluginSpec::default()
+        };
+        let options = ResolveOptions {
+            retry: RetryOptions {
+                attempts,
+                ..fast_options().retry
+            },
+            breaker: BreakerOptions {
+                failure_threshold,
+                ..fast_options().breaker
+            },
+            ..fast_options()
+        };
+        Host::builder()
+            .org_resolver(plugin("test-hostile"), spec)
+            .resolve_options(options)
+            .clock(Arc::new(ManualClock::new()))
+            .build()
+            .await
+            .unwrap()
+    };
+    let flap = org("flap");
+
+    // With retries, every resolution succeeds: an `unavailable` attempt is followed by an ok.
+    let host = flapping(3, 2).await;
+    for _ in 0..10 {
+        let before = calls(&host);
+        assert_eq!(
+            host.refresh_org(&flap).await.unwrap().target.url,
+            "postgres://db/flap"
+        );
+        assert!((1..=2).contains(&(calls(&host) - before)));
+        assert_eq!(host.org_breaker(&flap), BreakerState::Closed);
+    }
+    assert_eq!(
+        host.resolve_org(&org("neighbour")).await.unwrap().url,
+        "postgres://db/neighbour"
+    );
+
+    // Without retries the failures surface as typed errors, but never two in a row, so a
+    // breaker that opens after 2 consecutive failures stays closed...
+    let host = flapping(1, 2).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..6 {
+        host.clear_org_cache(Some(&flap)).await;
+        match host.resolve_org(&flap).await {
+            Ok(t) => outcomes.push(t.url.clone()),
+            Err(HostError::Resolve(ResolveError::Unavailable { reason, .. })) => {
+                assert!(reason.contains("flapping backend"), "{reason}");
+                outcomes.push("unavailable".into());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(host.org_breaker(&flap), BreakerState::Closed);
+    }
+    assert_eq!(
+        outcomes,
+        ["postgres://db/flap", "unavailable"].repeat(3),
+        "answers alternate"
+    );
+
+    // ...while one that opens after a single failure does, and then stops calling the plugin.
+    let host = flapping(1, 1).await;
+    assert!(host.resolve_org(&flap).await.is_ok());
+    host.clear_org_cache(Some(&flap)).await;
+    assert!(matches!(
+        host.resolve_org(&flap).await,
+        Err(HostError::Resolve(ResolveError::Unavailable { .. }))
+    ));
+    assert_eq!(host.org_breaker(&flap), BreakerState::Open);
+    let before = calls(&host);
+    assert!(matches!(
+        host.resolve_org(&flap).await,
+        Err(HostError::Resolve(ResolveError::BreakerOpen { .. }))
+    ));
+    assert_eq!(
+        calls(&host),
+        before,
+        "an open breaker must not call the plugin"
+    );
+    assert_eq!(
+        host.resolve_org(&org("neighbour")).await.unwrap().url,
+        "postgres://db/neighbour"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overall_timeout_cancels_a_slow_plugin() {
     let options = ResolveOptions {

@@ -11,7 +11,7 @@
 //! | GET | `/health/db` | [`Host::health`] |
 //! | GET | `/metrics` | Prometheus text |
 //! | GET | `/orgs/{id}/health` | [`Host::check_org_health`] |
-//! | GET | `/status` | everything an operator's dashboard shows (token, unless `public_read`) |
+//! | GET | `/status` | everything an operator's dashboard shows (token, unless `public_read`); its database health is at most 10 s old |
 //! | POST | `/orgs/{id}/refresh` | [`Host::refresh_org`] (token) |
 //! | POST | `/orgs/{id}/breaker` | body `{"state": "open" \| "closed" \| "reset"}` (token) |
 //! | DELETE | `/cache`, `/cache/{id}` | [`Host::clear_org_cache`] (token) |
@@ -70,6 +70,28 @@ pub fn install_prometheus() -> Result<PrometheusHandle, String> {
 struct AdminState {
     host: Host,
     options: Arc<AdminOptions>,
+    /// The last [`Host::health`] answer `/status` showed, and when it was taken.
+    status_health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, crate::manage::Health)>>>,
+}
+
+/// How long `/status` reuses a health check: dashboards poll every 2 s, and each check
+/// pings every open database, so many open dashboards must not multiply the pings.
+const STATUS_HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl AdminState {
+    /// [`Host::health`], at most once per [`STATUS_HEALTH_TTL`]; concurrent callers wait for
+    /// the one check in flight (the lock is held across it) instead of starting their own.
+    async fn status_health(&self) -> crate::manage::Health {
+        let mut cached = self.status_health.lock().await;
+        if let Some((at, health)) = cached.as_ref()
+            && at.elapsed() < STATUS_HEALTH_TTL
+        {
+            return health.clone();
+        }
+        let health = self.host.health().await;
+        *cached = Some((std::time::Instant::now(), health.clone()));
+        health
+    }
 }
 
 /// The admin routes for `host`.
@@ -77,6 +99,7 @@ pub fn router(host: Host, options: AdminOptions) -> Router {
     let state = AdminState {
         host,
         options: Arc::new(options),
+        status_health: Arc::default(),
     };
     Router::new()
         .route(
@@ -222,7 +245,7 @@ async fn status(State(s): State<AdminState>, headers: HeaderMap) -> Result<Respo
         .filter_map(|org| OrgId::new(org).ok())
         .map(|org| serde_json::json!({"org": org.as_str(), "state": host.org_breaker(&org), "last_error": host.org_breaker_error(&org)}))
         .collect();
-    let health = host.health().await;
+    let health = s.status_health().await;
     let stats = host.runtime().stats();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

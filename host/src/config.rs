@@ -17,6 +17,7 @@
 //! | `TENANTRY_MAX_CONNECTIONS` | cap on open connections across all pools |
 //! | `TENANTRY_APPS_DIR` | directory of `<app>/migrations` (default `apps`) |
 //! | `TENANTRY_AUTO_MIGRATE` | run migrations on SQLite files on first use and on created databases |
+//! | `TENANTRY_REGISTRY_URL` | shared plugin registry `tenantry serve` follows ([`crate::registry`]) |
 //! | `TENANTRY_ALLOW_PRIVILEGED_ROLE` | run even when the app's role is SUPERUSER or BYPASSRLS |
 
 use std::path::{Path, PathBuf};
@@ -101,6 +102,8 @@ pub struct HostConfig {
     pub isolation: crate::isolation::IsolationConfig,
     /// Apps and their migrations (`[migrations]`).
     pub migrations: crate::migrate::MigrationConfig,
+    /// The shared plugin registry `tenantry serve` follows (`[registry]`).
+    pub registry: crate::registry::RegistryConfig,
 }
 
 impl HostConfig {
@@ -167,6 +170,9 @@ impl HostConfig {
         }
         if let Some(v) = env_bool("TENANTRY_AUTO_MIGRATE")? {
             self.migrations.auto = v;
+        }
+        if let Some(url) = env_nonempty("TENANTRY_REGISTRY_URL") {
+            self.registry.url = Some(url);
         }
         if let Some(v) = env_bool("TENANTRY_ALLOW_PRIVILEGED_ROLE")? {
             self.isolation.allow_privileged_role = v;

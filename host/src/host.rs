@@ -50,6 +50,9 @@ pub enum HostError {
     /// Scoped data access, pools, isolation or management failed (see [`crate::DataError`]).
     #[error(transparent)]
     Data(crate::scope::DataError),
+    /// Moving a tenant between orgs was refused or failed (see [`crate::relocate`]).
+    #[error(transparent)]
+    Move(#[from] crate::relocate::MoveError),
 }
 
 struct Inner {

@@ -23,8 +23,9 @@
 //!   out [`Scoped`] handles whose [`TenantConnection`]s see one scope's data only:
 //!   [`pool`] (one pool per database, bounded registry, global connection cap) →
 //!   [`isolation`] (PostgreSQL RLS / schema / database, SQLite file per tenant) →
-//!   [`Scoped`]. [`manage`] creates, lists and deletes orgs and tenants; [`migrate`] runs
-//!   the apps' migrations on every database.
+//!   [`Scoped`]. [`manage`] creates, lists and deletes orgs and tenants; [`relocate`] moves a
+//!   tenant between orgs; [`migrate`] runs the apps' migrations on every database;
+//!   [`registry`] keeps many instances' plugins on one shared version.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -42,6 +43,8 @@ pub mod migrate;
 pub mod plugin;
 pub mod pool;
 pub mod redact;
+pub mod registry;
+pub mod relocate;
 pub mod resolve;
 mod scope;
 pub mod vectors;

@@ -259,6 +259,11 @@ impl Host {
             let shared = self.org_scope(&address).await?;
             let mut conn = shared.acquire::<sqlx::Postgres>().await?;
             ensure_registry(&mut conn, shared.database()).await?;
+            let tenant = address.tenant.as_ref().expect("tenant address");
+            crate::relocate::clear_tombstone(&mut conn, tenant, shared.database()).await?;
+            if let Some(org) = &address.org {
+                self.forget_placement(org, tenant).await;
+            }
             sqlx::query(
                 "INSERT INTO public.tenantry_tenants (id, isolation) VALUES ($1, $2) \
                  ON CONFLICT (id) DO NOTHING",
@@ -548,11 +553,10 @@ impl Host {
         if !registry_present(&mut conn, shared.database()).await? {
             return Ok(Vec::new());
         }
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, isolation FROM public.tenantry_tenants ORDER BY id")
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| sqlx_error(shared.database(), &e))?;
+        let rows: Vec<(String, String)> = sqlx::query_as(crate::relocate::REGISTERED_HERE_SQL)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| sqlx_error(shared.database(), &e))?;
         Ok(rows
             .into_iter()
             .filter_map(|(id, iso)| TenantId::new(&id).ok().map(|t| (t, iso)))

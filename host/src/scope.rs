@@ -39,6 +39,7 @@ use crate::pool::{
     Backend, Checked, CheckoutError, ConnPool, Driver, PoolEntry, PoolKey, PoolRegistry,
 };
 use crate::redact::{redact_text, redact_url};
+use crate::relocate::Placement;
 use crate::resolve::Pinned;
 
 /// What went wrong with scoped data access, pools, isolation or management; each message
@@ -235,6 +236,20 @@ pub enum DataError {
     /// Isolation was refused or could not be verified.
     #[error(transparent)]
     Isolation(#[from] IsolationError),
+    /// The tenant is not served by this org: it was moved to (or is arriving from) `to`.
+    /// Fail closed: see [`crate::relocate`].
+    #[error(
+        "tenant `{tenant}` is not served by org `{org}`: it lives in org `{to}` (moved, or a \
+         move is under way): use host.org(\"{to}\").tenant(\"{tenant}\")"
+    )]
+    TenantMoved {
+        /// The tenant.
+        tenant: TenantId,
+        /// The org that was asked.
+        org: OrgId,
+        /// The org that holds (or, during a move, held) the tenant.
+        to: OrgId,
+    },
 }
 
 impl From<DataError> for HostError {
@@ -303,6 +318,9 @@ pub(crate) struct PlanBasis {
     org: Option<Pinned>,
     /// The tenant policy's generation when it was asked, and when its answer expires.
     policy: Option<(u64, Instant)>,
+    /// The placement gate's answer, when it was asked: whether the tenant is being moved
+    /// away (see [`crate::relocate`]).
+    moving: Option<bool>,
 }
 
 /// Per-host state of the data layer: pools, cached policy answers, tenant limits, apps,
@@ -312,12 +330,14 @@ pub(crate) struct DataState {
     scopes: moka::future::Cache<ScopeCacheKey, (Arc<TenantScope>, Instant)>,
     limiters: moka::future::Cache<(Arc<str>, TenantId, u32), Arc<Semaphore>>,
     apps: Mutex<Option<Arc<Vec<App>>>>,
+    /// Where tenants live, from the org registries (see [`crate::relocate`]).
+    pub(crate) placements: crate::relocate::PlacementCache,
     /// Handles built for the application's own use, so that a hot scope's
     /// `host.org(o).tenant(t)` is a lookup and a few checks instead of resolving the org,
     /// asking the policy, planning the session and finding the pool again (see [`Ready`]).
     ready: moka::future::Cache<ScopeAddress, Arc<Ready>>,
-    /// Bumped whenever cached policy answers, limits or pools are forgotten: a ready
-    /// handle built under an older value is not used.
+    /// Bumped whenever cached policy answers, placements, limits or pools are forgotten:
+    /// a ready handle built under an older value is not used.
     epoch: AtomicU64,
     /// How long a ready handle is used before it is built again (see [`Ready`]).
     ready_for: Duration,
@@ -329,7 +349,9 @@ pub(crate) struct DataState {
 /// every use: the org's resolution is the very entry the resolver's cache would answer
 /// with now, and fresh (so clearing, refreshing, expiry, eviction and a resolver swap all
 /// retire it); the tenant policy is the same generation and its answer has not expired;
-/// no policy answer, limit or pool was forgotten since (`epoch`: `delete_tenant`,
+/// the placement cache still holds the answer the tenant's placement gate gave (a move
+/// step on this host forgets it, other hosts' steps are seen when it expires); no policy
+/// answer, placement, limit or pool was forgotten since (`epoch`: `delete_tenant`,
 /// `delete_org`, `clear_cache`); and its pool is still open, not closed or evicted. It is
 /// also rebuilt at least every `ready_for` (≤ 1 s), which keeps the pool registry and the
 /// tenant limiters seeing the scope as in use and bounds how long anything the checks
@@ -381,6 +403,7 @@ impl DataState {
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             apps: Mutex::new(None),
+            placements: crate::relocate::placement_cache(),
             ready: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(ready_for)
@@ -395,6 +418,7 @@ impl DataState {
     pub(crate) async fn clear(&self) {
         self.forget_ready();
         self.scopes.invalidate_all();
+        self.placements.invalidate_all();
         self.limiters.invalidate_all();
         *self.apps.lock().expect("apps lock") = None;
         self.registry.close_all().await;
@@ -405,6 +429,7 @@ impl DataState {
     /// Forget policy answers (and the ready handles built from them).
     pub(crate) fn forget_scopes(&self) {
         self.scopes.invalidate_all();
+        self.placements.invalidate_all();
         // After the answers are gone: a handle built from an old answer has an old epoch.
         self.forget_ready();
     }
@@ -641,6 +666,22 @@ impl Host {
         {
             return false;
         }
+        // The placement cache still holds the answer the gate gave (not expired, not
+        // forgotten by a move step on this host).
+        if let Some(moving) = basis.moving {
+            let (Some(org), Some(tenant)) = (&plan.address.org, &plan.address.tenant) else {
+                return false;
+            };
+            let expected = if moving {
+                Placement::Moving
+            } else {
+                Placement::Here
+            };
+            let key = (org.clone(), tenant.clone());
+            if data.placements.get(&key).await != Some(expected) {
+                return false;
+            }
+        }
         // Last: it counts as the resolver cache hit it stands for.
         match (&plan.address.org, &basis.org) {
             (Some(org), Some(pinned)) => self.org_still_current(org, pinned).await,
@@ -704,6 +745,7 @@ impl Host {
         let mut basis = PlanBasis {
             org: pinned,
             policy: None,
+            moving: None,
         };
         let org_backend = Backend::of_url(&org_url).expect("checked by org_url");
         let Some(tenant) = address.tenant.clone() else {
@@ -764,7 +806,16 @@ impl Host {
             }
         };
         let backend = Backend::of_url(&target_url).expect("checked");
-        let read_only = use_ && scope.read_only;
+        // A tenant being moved is served read-only; a moved one is refused (fail closed).
+        let moving = match &address.org {
+            Some(org) if use_ && backend == Backend::Postgres && target_url == org_url => {
+                let moving = self.placement_gate(org, &tenant).await?;
+                basis.moving = Some(moving);
+                moving
+            }
+            _ => false,
+        };
+        let read_only = use_ && (scope.read_only || moving);
         let session = match backend {
             Backend::Postgres => SessionScope::new(
                 Some(tenant),

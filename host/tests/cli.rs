@@ -29,7 +29,41 @@ fn tenantry(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("tenantry runs")
+    let out = cmd.output().expect("tenantry runs");
+    capture(args, &out);
+    out
+}
+
+/// The server's log: captured at debug level under R7's capture directory, else dropped.
+fn server_log() -> std::process::Stdio {
+    let Some(dir) = std::env::var_os("TENANTRY_TEST_CAPTURE_DIR") else {
+        return std::process::Stdio::null();
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    let path = PathBuf::from(dir).join(format!("cli-serve.{}.log", std::process::id()));
+    match std::fs::File::create(path) {
+        Ok(f) => f.into(),
+        Err(_) => std::process::Stdio::null(),
+    }
+}
+
+/// R7: with `TENANTRY_TEST_CAPTURE_DIR` set (by `scripts/test.sh`), append every CLI run's
+/// output there so `scripts/check-secrets.sh` can assert no test password was printed.
+fn capture(args: &[&str], out: &Output) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("TENANTRY_TEST_CAPTURE_DIR") else {
+        return;
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    let path = PathBuf::from(dir).join(format!("cli.{}.out", std::process::id()));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let (stdout, stderr) = text(out);
+        let _ = writeln!(f, "--- tenantry {}\n{stdout}{stderr}", args.join(" "));
+    }
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -349,8 +383,9 @@ fn serve_then_swap_and_rollback_through_the_cli() {
             &listen,
         ])
         .env("TENANTRY_ADMIN_TOKEN", "cli-token")
+        .env("TENANTRY_LOG", "debug")
         .env_remove("DATABASE_URL")
-        .stderr(std::process::Stdio::null())
+        .stderr(server_log())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -482,4 +517,441 @@ fn orgs_and_tenants_end_to_end_on_postgres() {
     }
     let (code, out, err) = run(&["--json", "health"]);
     assert_eq!(code, Some(0), "{out}{err}");
+}
+
+#[test]
+fn migrate_reports_each_org_continues_past_a_failure_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let apps = dir.path().join("apps");
+    let url = format!("sqlite://{}/{{org}}.db", dir.path().display());
+    let apps_env = apps.display().to_string();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("TENANTRY_ORGS", "true"),
+        ("TENANTRY_APPS_DIR", apps_env.as_str()),
+    ];
+    let run = |args: &[&str]| {
+        let out = tenantry(args, &env);
+        let (stdout, stderr) = text(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, out, err) = run(&["orgs", "create", "acme", "globex", "initech"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let sql = |statement: &str| {
+        let url = format!("sqlite://{}/globex.db", dir.path().display());
+        let statement = statement.to_owned();
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async move {
+                use sqlx::Connection;
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                c.close().await.unwrap();
+            });
+    };
+    // globex already has a `labels` table: the app's migration 2 fails there.
+    sql("CREATE TABLE labels (legacy TEXT)");
+    let migrations = apps.join("notes/migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_notes.sql"),
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("0002_labels.sql"),
+        "CREATE TABLE labels (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    let row = |out: &str, org: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{org} ")))
+            .unwrap_or_else(|| panic!("no row for {org}: {out}"))
+            .to_owned()
+    };
+
+    let (code, out, err) = run(&["migrate", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("3 pending, 0 current, 0 failed; nothing was changed"),
+        "{out}"
+    );
+    for org in ["acme", "globex", "initech"] {
+        assert!(row(&out, org).ends_with("pending 1, 2"), "{out}");
+    }
+
+    let (code, out, err) = run(&["migrate", "--concurrency", "2"]);
+    assert_eq!(code, Some(1), "a failed scope exits 1: {out}{err}");
+    assert!(row(&out, "acme").ends_with("applied 1, 2"), "{out}");
+    assert!(row(&out, "initech").ends_with("applied 1, 2"), "{out}");
+    let globex = row(&out, "globex");
+    assert!(
+        globex.contains("FAILED after applying 1: migrations of app `notes` failed on")
+            && globex.contains("globex.db")
+            && globex.contains("labels already exists"),
+        "{out}"
+    );
+    assert!(out.contains("2 applied, 0 current, 1 failed"), "{out}");
+    assert!(err.contains("1 migration(s) failed"), "{err}");
+
+    let (code, out, _) = run(&["--json", "migrate"]);
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    assert_eq!(v["summary"]["failed"], 1);
+    assert_eq!(v["summary"]["current"], 2);
+    let scopes = v["scopes"].as_array().unwrap();
+    let globex = scopes.iter().find(|s| s["org"] == "globex").unwrap();
+    assert_eq!(globex["apps"][0]["result"], "failed");
+    assert_eq!(globex["apps"][0]["app"], "notes");
+
+    sql("DROP TABLE labels");
+    let (code, out, err) = run(&["migrate", "--orgs", "globex,acme"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(row(&out, "globex").ends_with("applied 2"), "{out}");
+    assert!(row(&out, "acme").ends_with("current"), "{out}");
+    assert!(!out.contains("initech"), "{out}");
+
+    // Usage errors exit 2.
+    assert_eq!(run(&["migrate", "--apps", "billing"]).0, Some(2));
+    assert_eq!(run(&["migrate", "--orgs", "Bad_Id"]).0, Some(2));
+    assert_eq!(run(&["migrate", "--concurrency", "0"]).0, Some(2));
+}
+
+/// Run `sql` as the superuser on database `db` of the test server.
+fn admin_sql(admin_url: &str, db: &str, sql: &str) -> Vec<i64> {
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{db}");
+    let sql = sql.to_owned();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        })
+}
+
+#[test]
+fn tenants_move_dry_run_then_move_on_postgres() {
+    let var = |v: &str| {
+        std::env::var(v).unwrap_or_else(|_| panic!("{v} not set: run through scripts/test.sh"))
+    };
+    let (admin, app) = (
+        var("TENANTRY_TEST_PG_ADMIN_URL"),
+        var("TENANTRY_TEST_PG_APP_URL"),
+    );
+    let apps = tempfile::tempdir().unwrap();
+    let migrations = apps.path().join("notes/migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_notes.sql"),
+        format!(
+            "CREATE TABLE notes (tenant_id text NOT NULL, \
+             id bigint GENERATED BY DEFAULT AS IDENTITY, body text NOT NULL, \
+             PRIMARY KEY (tenant_id, id));\n{}",
+            tenantry::isolation::postgres::enable_rls_sql("notes").unwrap()
+        ),
+    )
+    .unwrap();
+    let (base, _) = app.rsplit_once('/').unwrap();
+    let prefix = format!("climv{}", std::process::id());
+    let url = format!("{base}/{prefix}_{{org}}");
+    let apps_dir = apps.path().display().to_string();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("TENANTRY_ADMIN_DATABASE_URL", admin.as_str()),
+        ("TENANTRY_ORGS", "true"),
+        ("TENANTRY_TENANTS", "true"),
+        ("TENANTRY_APPS_DIR", apps_dir.as_str()),
+    ];
+    let secrets: Vec<String> = [&admin, &app]
+        .iter()
+        .map(|u| {
+            let auth = u.split("://").nth(1).unwrap().split('@').next().unwrap();
+            auth.split_once(':').unwrap().1.to_owned()
+        })
+        .collect();
+    let run = |args: &[&str]| {
+        let out = tenantry(args, &env);
+        let (stdout, stderr) = text(&out);
+        for secret in &secrets {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "password in CLI output: {stdout}{stderr}"
+            );
+        }
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, out, err) = run(&["orgs", "create", "ma", "mb"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&["tenants", "create", "t1", "--org", "ma"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    run(&["tenants", "create", "t2", "--org", "ma"]);
+    let ma = format!("{prefix}_ma");
+    let mb = format!("{prefix}_mb");
+    admin_sql(
+        &admin,
+        &ma,
+        "INSERT INTO notes (tenant_id, body) SELECT 't1', 'note ' || g \
+         FROM generate_series(1, 1200) g RETURNING 0::int8",
+    );
+    admin_sql(
+        &admin,
+        &ma,
+        "INSERT INTO notes (tenant_id, body) VALUES ('t2', 'other') RETURNING 0::int8",
+    );
+    let count = |db: &str, tenant: &str| {
+        admin_sql(
+            &admin,
+            db,
+            &format!("SELECT count(*) FROM notes WHERE tenant_id = '{tenant}'"),
+        )[0]
+    };
+
+    let (code, out, err) = run(&[
+        "tenants",
+        "move",
+        "t1",
+        "--from",
+        "ma",
+        "--to",
+        "mb",
+        "--dry-run",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(
+            "dry run: tenant t1 would move from org ma to org mb (row isolation); nothing changed"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("public.notes") && l.contains(" 1200 ")),
+        "{out}"
+    );
+    assert_eq!(
+        (count(&ma, "t1"), count(&mb, "t1")),
+        (1200, 0),
+        "dry run moved nothing"
+    );
+
+    let (code, out, err) = run(&[
+        "tenants",
+        "move",
+        "t1",
+        "--from",
+        "ma",
+        "--to",
+        "mb",
+        "--batch-size",
+        "500",
+        "--settle-ms",
+        "0",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for expected in [
+        "tenant t1: org ma -> org mb (row isolation)",
+        "1 table(s), 1200 row(s)",
+        "in 3 batch(es)",
+        "verified",
+        "state: source-deleted (this run: planned -> copying -> verified -> switched -> source-deleted)",
+        "org `mb` serves the tenant; org `ma` refuses it with tenant_moved",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert_eq!((count(&ma, "t1"), count(&mb, "t1")), (0, 1200));
+    assert_eq!(count(&ma, "t2"), 1, "the other tenant stays");
+    // The old org refuses the tenant and says where it went.
+    let (code, _, err) = run(&["resolve", "ma", "--tenant", "t1"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("tenant `t1` is not served by org `ma`: it lives in org `mb`"),
+        "{err}"
+    );
+    let (code, out, _) = run(&[
+        "--json", "tenants", "move", "t1", "--from", "ma", "--to", "mb",
+    ]);
+    assert_eq!(code, Some(0), "a finished move re-runs as a no-op: {out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["resumed_from"], "source-deleted");
+    assert_eq!(report["rows"], 1200);
+    for org in ["ma", "mb"] {
+        assert_eq!(run(&["orgs", "delete", org, "--yes"]).0, Some(0));
+    }
+}
+
+/// `GET path` on the admin server at `addr` with the token; the JSON body.
+fn admin_get(addr: &str, path: &str, token: &str) -> serde_json::Value {
+    let response = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(tenantry::http::client::send(
+            tenantry::http::client::Request {
+                addr,
+                method: "GET",
+                path,
+                headers: &[(hyper::header::AUTHORIZATION, format!("Bearer {token}"))],
+                body: Vec::new(),
+                max_body: 1 << 20,
+            },
+        ))
+        .unwrap();
+    assert_eq!(response.status, 200, "{path}");
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+#[test]
+fn publish_to_the_registry_reaches_a_following_server() {
+    let admin = std::env::var("TENANTRY_TEST_PG_ADMIN_URL")
+        .expect("TENANTRY_TEST_PG_ADMIN_URL not set: run through scripts/test.sh");
+    let db = format!("cli_registry_{}", std::process::id());
+    admin_sql(&admin, "postgres", &format!("CREATE DATABASE {db}"));
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let registry = format!("{base}/{db}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tenantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database-url = \"sqlite://{0}/{{org}}.db\"\norgs = true\n[plugins.org-resolver]\npath = \"{1}\"\ngrants = [\"config\"]\n\
+             [plugins.org-resolver.config]\ndirectory = '{{\"acme\": \"sqlite://{0}/acme.db\"}}'\n\
+             [registry]\ninstance = \"cli-test\"\nreconcile-every-ms = 500\n",
+            dir.path().display(),
+            plugin("directory").display()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "--listen",
+            &listen,
+        ])
+        .env("TENANTRY_ADMIN_TOKEN", "cli-token")
+        .env("TENANTRY_REGISTRY_URL", &registry)
+        .env("TENANTRY_LOG", "debug")
+        .env_remove("DATABASE_URL")
+        .stderr(server_log())
+        .spawn()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(std::time::Instant::now() < deadline, "server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let serving = |addr: &str| {
+            admin_get(addr, "/status", "cli-token")["plugins"][0]["sha256"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let before = serving(&listen);
+        let password = registry
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .and_then(|(user, _)| user.split_once(':'))
+            .map(|(_, pw)| pw.to_owned())
+            .unwrap();
+
+        // What no follower would accept is refused before it reaches the registry.
+        let wat = root().join("tests/fixtures/core-module.wat");
+        let out = tenantry(
+            &["plugin", "publish", "org-resolver", wat.to_str().unwrap()],
+            &[("TENANTRY_REGISTRY_URL", &registry)],
+        );
+        assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+        assert!(
+            text(&out).1.contains("not a compiled component"),
+            "{:?}",
+            text(&out)
+        );
+        let out = tenantry(
+            &[
+                "plugin",
+                "publish",
+                "org-resolver",
+                plugin("tiered-policy").to_str().unwrap(),
+            ],
+            &[("TENANTRY_REGISTRY_URL", &registry)],
+        );
+        assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+        assert!(text(&out).1.contains("not published"), "{:?}", text(&out));
+        let out = tenantry(
+            &["plugin", "publish", "org-resolver", wat.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out).1.contains("no registry"), "{:?}", text(&out));
+
+        // A real publish reaches the running server through NOTIFY and its hot-swap.
+        let out = tenantry(
+            &[
+                "--json",
+                "plugin",
+                "publish",
+                "org-resolver",
+                plugin("pattern").to_str().unwrap(),
+            ],
+            // The environment, not `--registry`: a password on a command line shows in `ps`
+            // (and R7's capture of every command line would flag it).
+            &[("TENANTRY_REGISTRY_URL", &registry)],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(!stdout.contains(&password) && !stderr.contains(&password));
+        let published: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(published["version"], 1);
+        let sha = published["sha256"].as_str().unwrap().to_owned();
+        assert_ne!(sha, before);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while serving(&listen) != sha {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never swapped in the published plugin"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // The follower records what it runs (written right after the swap).
+        let recorded = || {
+            admin_sql(
+                &admin,
+                &db,
+                "SELECT count(*) FROM tenantry_plugin_status \
+                 WHERE instance = 'cli-test' AND ok AND version = 1",
+            ) == vec![1]
+        };
+        while !recorded() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no status row for the swap"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    admin_sql(
+        &admin,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }

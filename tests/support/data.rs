@@ -76,6 +76,7 @@ pub(crate) fn password(url: &str) -> String {
 
 /// Load a host.
 pub(crate) async fn host(config: HostConfig) -> Host {
+    tenantry_tests::capture_logs();
     Host::load(config).await.expect("host loads")
 }
 

@@ -112,6 +112,7 @@ pub(crate) fn classify(e: &HostError) -> (StatusCode, &'static str, Option<std::
                     (StatusCode::BAD_REQUEST, "tenant_invalid", None)
                 }
             },
+            DataError::TenantMoved { .. } => (StatusCode::CONFLICT, "tenant_moved", None),
             DataError::NotFound { .. } | DataError::NoSuchDatabase { .. } => {
                 (StatusCode::NOT_FOUND, "not_found", None)
             }

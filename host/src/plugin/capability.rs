@@ -11,9 +11,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-
 use super::bindings::{clock, config, http, log};
 use super::limits::PluginLimits;
 
@@ -143,38 +140,25 @@ impl HttpAccess {
                 "host {host}:{port} is not on this plugin's http allowlist"
             ));
         }
+        let addr = format!("{host}:{port}");
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
         let fetch = async {
-            let addr = format!("{host}:{port}");
-            let stream = tokio::net::TcpStream::connect(&addr)
-                .await
-                .map_err(|e| format!("connect {addr}: {e}"))?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .map_err(|e| format!("handshake: {e}"))?;
-            tokio::spawn(conn);
-            let path = match url.query() {
-                Some(q) => format!("{}?{q}", url.path()),
-                None => url.path().to_owned(),
-            };
-            let request = hyper::Request::get(path)
-                .header(hyper::header::HOST, &addr)
-                .header(hyper::header::USER_AGENT, "tenantry-plugin")
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| e.to_string())?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), self.max_body)
-                .collect()
-                .await
-                .map_err(|e| format!("body: {e} (cap {} bytes)", self.max_body))?
-                .to_bytes();
+            let response = crate::http::client::send(crate::http::client::Request {
+                addr: &addr,
+                method: "GET",
+                path: &path,
+                headers: &[(hyper::header::USER_AGENT, "tenantry-plugin".to_owned())],
+                body: Vec::new(),
+                max_body: self.max_body,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             Ok(http::Response {
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
+                status: response.status,
+                body: String::from_utf8_lossy(&response.body).into_owned(),
             })
         };
         tokio::time::timeout(self.timeout, fetch)

@@ -180,11 +180,20 @@ impl PluginSlot {
     }
 
     /// Replace the plugin with the component at `path`.
+    ///
+    /// The new plugin is named after its file (unless `spec` names it), so logs and the
+    /// dashboard say which component serves now, not the one it replaced.
     pub async fn swap_file(
         &self,
         path: &Path,
         spec: Option<PluginSpec>,
     ) -> Result<SwapOutcome, PluginError> {
+        let explicit_name = spec.as_ref().and_then(|s| s.name.clone());
+        let mut spec = spec.unwrap_or_else(|| self.current.load().spec().clone());
+        spec.name =
+            explicit_name.or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()));
+        spec.path = Some(path.to_path_buf());
+        let spec = Some(spec);
         let bytes = tokio::fs::read(path).await.map_err(|source| {
             self.rejected(PluginError::Io {
                 path: path.into(),

@@ -55,6 +55,17 @@ impl Guest for Hostile {
                 let n = CALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
                 ok(format!("postgres://db/count-{n}"))
             }
+            "flap" => {
+                // Alternates ok / unavailable on a reused instance (a fresh one always says
+                // ok): a backend that keeps dropping out.
+                static CALLS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+                let n = CALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                if n % 2 == 0 {
+                    ok("postgres://db/flap".into())
+                } else {
+                    Err(ResolveError::Unavailable("flapping backend".into()))
+                }
+            }
             "garbage" => ok("this is not a url".into()),
             "wrong-scheme" => ok("http://evil.example/acme".into()),
             "config" => ok(format!(
