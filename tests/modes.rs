@@ -234,7 +234,9 @@ async fn a_checkout_beyond_the_cap_waits_and_then_fails_with_the_fix() {
     let root = tempfile::tempdir().unwrap();
     let mut config = sqlite_config(root.path(), true, false);
     config.pools.max_open_connections = 2;
-    config.pools.acquire_timeout_ms = 300;
+    // Long enough for the checkouts that must succeed on a loaded 2-core machine (opening and
+    // migrating a SQLite file), short enough to keep the expected failure quick.
+    config.pools.acquire_timeout_ms = 1_500;
     let host = host(config).await;
     let a = host.org("a").unwrap().get().await.unwrap();
     let b = host.org("b").unwrap().get().await.unwrap();
