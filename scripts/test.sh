@@ -26,6 +26,8 @@ cargo clippy --manifest-path resolvers/Cargo.toml --workspace --all-targets --qu
 step "tests"
 cargo test --manifest-path resolvers/Cargo.toml --workspace --quiet
 cargo test --workspace
+step "benchmark smoke run (tiny sizes, debug build; checks the JSON, not the speed)"
+scripts/bench.sh --smoke
 
 step "dashboard in headless Chromium"
 scripts/install-browser-test-deps.sh

@@ -15,7 +15,10 @@ use tenantry_bench::{Summary, today, write_json};
 const TENANTS: u64 = 100;
 const ROWS: u64 = 100_000;
 const CLIENTS: u64 = 16;
-const RUN: Duration = Duration::from_secs(4);
+/// How long each throughput series runs (a fraction of a second in smoke mode).
+fn run() -> Duration {
+    tenantry_bench::size(Duration::from_secs(4), Duration::from_millis(200))
+}
 
 fn env(var: &str) -> anyhow::Result<String> {
     std::env::var(var).map_err(|_| anyhow::anyhow!("{var} is not set: run scripts/bench.sh pools"))
@@ -39,7 +42,7 @@ async fn throughput(
     raw: &sqlx::PgPool,
 ) -> anyhow::Result<f64> {
     let done = Arc::new(AtomicU64::new(0));
-    let until = Instant::now() + RUN;
+    let until = Instant::now() + run();
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
         let (host, raw, done) = (host.clone(), raw.clone(), done.clone());
@@ -103,7 +106,7 @@ async fn throughput(
     for t in tasks {
         t.await??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / RUN.as_secs_f64())
+    Ok(done.load(Ordering::Relaxed) as f64 / run().as_secs_f64())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +168,8 @@ async fn main() -> anyhow::Result<()> {
     let mut routed = Vec::new();
     let mut bare = Vec::new();
     let mut bare_default = Vec::new();
-    for i in 0..22_000 {
+    let (samples, warmup) = tenantry_bench::size((22_000, 2_000), (220, 20));
+    for i in 0..samples {
         let t = Instant::now();
         let c = host.tenant("t1").await?.acquire::<sqlx::Postgres>().await?;
         drop(c);
@@ -178,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         let c = raw_default.acquire().await?;
         drop(c);
         let default_took = t.elapsed();
-        if i >= 2_000 {
+        if i >= warmup {
             routed.push(routed_took);
             bare.push(raw_took);
             bare_default.push(default_took);
@@ -235,7 +239,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "P3 — {CLIENTS} concurrent clients, {TENANTS} tenants, {ROWS} rows; each operation is a checkout + one statement ({}s each):\n",
-        RUN.as_secs()
+        run().as_secs_f64()
     );
     println!(
         "| statement | raw sqlx (no ping), no RLS (ops/s) | scoped RLS, tenant per client (ops/s, ratio) | scoped RLS, random tenant per op (ops/s, ratio) |"
