@@ -31,8 +31,9 @@ else
   unset TENANTRY_BENCH_SMOKE
   profile=(--release)
 fi
-export TENANTRY_BENCH_START=$(date +%s)
-export TENANTRY_BENCH_LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+started=$(date +%s); load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ -n "${TENANTRY_BENCH_SMOKE:-}" ]; then out=target/bench-smoke; rm -rf "$out"; else out=target/bench; fi
+mkdir -p "$out"
 
 for p in pattern directory tiered-policy test-hostile; do
   [ -f "${TENANTRY_PLUGIN_BUILD_DIR:-target/plugins}/$p.wasm" ] || { scripts/build-plugins.sh >/dev/null; break; }
@@ -44,6 +45,7 @@ if [ -z "${TENANTRY_TEST_PG_ADMIN_URL:-}" ]; then
 fi
 
 cargo build --quiet "${profile[@]}" -p tenantry-bench --bins
+built=$(date +%s)
 for area in "${areas[@]}"; do
   echo "==> $area (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   args=()
@@ -54,9 +56,12 @@ for area in "${areas[@]}"; do
   echo
 done
 
+# When and under what load the run happened (the summary reports it).
+printf '{"started": %s, "built": %s, "finished": %s, "load_average_at_start": "%s", "load_average_at_end": "%s", "areas": "%s"}\n' \
+  "$started" "$built" "$(date +%s)" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "${areas[*]}" > "$out/run.json"
 if [ -n "${TENANTRY_BENCH_SMOKE:-}" ]; then
   cargo run --quiet -p tenantry-bench --bin summary -- --check
 elif [ $full = 1 ]; then
   cargo run --quiet --release -p tenantry-bench --bin summary
 fi
-echo "suite took $(( $(date +%s) - TENANTRY_BENCH_START )) s" >&2
+echo "suite took $(( $(date +%s) - started )) s ($(( built - started )) s building)" >&2

@@ -86,6 +86,8 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let mut rows = Vec::new();
     let mut json = Vec::new();
+    // Compiled once, loaded from the cache by every host after the first.
+    let compiled = tempfile::tempdir()?;
     for &n in &counts {
         let orgs: Vec<OrgId> = (0..n)
             .map(|i| OrgId::new(&format!("org-{i}")).unwrap())
@@ -98,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         let host = Host::builder()
             .org_resolver(plugin("pattern")?, spec())
             .resolve_options(options)
+            .cache_dir(compiled.path())
             .build()
             .await?;
         let rss_before = rss_bytes();
