@@ -3,7 +3,8 @@
 # pgvector), runs every bench binary, writes target/bench/<area>.json and
 # target/bench/summary.json, and regenerates the summary table at the top of BENCHMARKS.md.
 #
-#   scripts/bench.sh                 # the whole suite, release build (~10 min on 2 cores)
+#   scripts/bench.sh                 # the whole suite, release build (~9 min of benches on
+#                                    # 2 cores, plus the build)
 #   scripts/bench.sh swap fleet      # just these areas (BENCHMARKS.md untouched)
 #   scripts/bench.sh --smoke         # every area with tiny sizes, debug build, then a sanity
 #                                    # check of the JSON (no timing asserts); for CI, seconds
@@ -18,7 +19,7 @@ areas=()
 for arg in "$@"; do
   case $arg in
     --smoke) smoke=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) areas+=("$arg") ;;
   esac
 done
@@ -35,16 +36,24 @@ started=$(date +%s); load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "${TENANTRY_BENCH_SMOKE:-}" ]; then out=target/bench-smoke; rm -rf "$out"; else out=target/bench; fi
 mkdir -p "$out"
 
+pgdir= bindir=
+cleanup() { if [ -n "$pgdir" ]; then scripts/postgres.sh stop "$pgdir"; fi; rm -rf "$bindir"; }
+trap cleanup EXIT
+
 for p in pattern directory tiered-policy test-hostile; do
   [ -f "${TENANTRY_PLUGIN_BUILD_DIR:-target/plugins}/$p.wasm" ] || { scripts/build-plugins.sh >/dev/null; break; }
 done
 if [ -z "${TENANTRY_TEST_PG_ADMIN_URL:-}" ]; then
   pgdir=$(mktemp -d /tmp/tenantry-bench-pg.XXXXXX)
-  trap 'scripts/postgres.sh stop "$pgdir"' EXIT
   eval "$(scripts/postgres.sh start "$pgdir")"
 fi
 
-cargo build --quiet "${profile[@]}" -p tenantry-bench --bins
+# Build once, then run private copies of the binaries: `cargo run` per area would wait for
+# the target dir's lock whenever another build holds it, and a shared target dir's
+# `target/<profile>/<bin>` can be overwritten by a same-named binary built elsewhere.
+bindir=$(mktemp -d /tmp/tenantry-bench-bin.XXXXXX)
+cargo build "${profile[@]}" -p tenantry-bench --bins --message-format=json-render-diagnostics \
+  | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | while read -r exe; do cp "$exe" "$bindir/"; done
 built=$(date +%s)
 for area in "${areas[@]}"; do
   echo "==> $area (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
@@ -52,16 +61,17 @@ for area in "${areas[@]}"; do
   if [ "$area" = plugins ] && [ -n "${TENANTRY_BENCH_SMOKE:-}" ]; then
     args=(--langs rust,c --compiles 1 --call-budget-ms 50)
   fi
-  cargo run --quiet "${profile[@]}" -p tenantry-bench --bin "$area" -- "${args[@]}"
+  [ -x "$bindir/$area" ] || { echo "unknown area: $area (areas: ${all[*]})" >&2; exit 2; }
+  "$bindir/$area" "${args[@]}"
   echo
 done
 
-# When and under what load the run happened (the summary reports it).
-printf '{"started": %s, "built": %s, "finished": %s, "load_average_at_start": "%s", "load_average_at_end": "%s", "areas": "%s"}\n' \
+# When and under what load the whole run happened (the summary reports it).
+[ $full = 1 ] || [ -n "${TENANTRY_BENCH_SMOKE:-}" ] && printf '{"started": %s, "built": %s, "finished": %s, "load_average_at_start": "%s", "load_average_at_end": "%s", "areas": "%s"}\n' \
   "$started" "$built" "$(date +%s)" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "${areas[*]}" > "$out/run.json"
 if [ -n "${TENANTRY_BENCH_SMOKE:-}" ]; then
-  cargo run --quiet -p tenantry-bench --bin summary -- --check
+  "$bindir/summary" --check
 elif [ $full = 1 ]; then
-  cargo run --quiet --release -p tenantry-bench --bin summary
+  "$bindir/summary"
 fi
 echo "suite took $(( $(date +%s) - started )) s ($(( built - started )) s building)" >&2
