@@ -53,14 +53,17 @@ struct Sample {
     ok: bool,
 }
 
-/// `CLIENTS` keep-alive connections sending requests back to back for `run`.
+/// `CLIENTS` keep-alive connections sending requests back to back for `run`, and on until
+/// `busy` is false (so every swap of a round happens under load, however long swaps take).
 async fn load(
     addr: std::net::SocketAddr,
     run: Duration,
     t0: Instant,
+    busy: Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<Sample>> {
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
+        let busy = busy.clone();
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
@@ -69,7 +72,7 @@ async fn load(
             tokio::spawn(conn);
             let mut samples = Vec::new();
             let mut i = c;
-            while t0.elapsed() < run {
+            while t0.elapsed() < run || busy.load(Ordering::Relaxed) {
                 let (org, tenant) = (i % ORGS, (i / ORGS) % TENANTS);
                 i += CLIENTS;
                 let req = hyper::Request::get("/ping")
@@ -159,8 +162,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let idle = Arc::new(AtomicBool::new(false));
     // Warm-up: every org and tenant file created, pools open.
-    load(addr, round / 2, Instant::now()).await?;
+    load(addr, round / 2, Instant::now(), idle.clone()).await?;
 
     let mut baseline = Vec::new();
     let mut swapped = Vec::new();
@@ -170,15 +174,15 @@ async fn main() -> anyhow::Result<()> {
     let mut next_is_directory = true;
     for _ in 0..rounds {
         // Without swaps.
-        let samples = load(addr, round, Instant::now()).await?;
+        let samples = load(addr, round, Instant::now(), idle.clone()).await?;
         failed.0 += samples.iter().filter(|s| !s.ok).count();
         baseline.extend(samples.iter().map(|s| s.took));
 
         // The same load with swaps spread evenly over the round.
         let t0 = Instant::now();
-        let stop = Arc::new(AtomicBool::new(false));
+        let swapping = Arc::new(AtomicBool::new(true));
         let swapper = {
-            let (host, stop) = (host.clone(), stop.clone());
+            let (host, swapping) = (host.clone(), swapping.clone());
             let (pattern, directory) = (pattern.clone(), directory.clone());
             let mut to_directory = next_is_directory;
             tokio::spawn(async move {
@@ -186,20 +190,20 @@ async fn main() -> anyhow::Result<()> {
                 let mut windows = Vec::new();
                 for k in 1..=swaps_per_round {
                     tokio::time::sleep_until((t0 + every * k as u32).into()).await;
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
                     let path = if to_directory { &directory } else { &pattern };
                     let began = t0.elapsed();
-                    host.swap_file(PluginKind::OrgResolver, path).await?;
+                    if let Err(e) = host.swap_file(PluginKind::OrgResolver, path).await {
+                        swapping.store(false, Ordering::Relaxed);
+                        return Err(e.into());
+                    }
                     windows.push((began, t0.elapsed()));
                     to_directory = !to_directory;
                 }
+                swapping.store(false, Ordering::Relaxed);
                 Ok::<_, anyhow::Error>((windows, to_directory))
             })
         };
-        let samples = load(addr, round, t0).await?;
-        stop.store(true, Ordering::Relaxed);
+        let samples = load(addr, round, t0, swapping.clone()).await?;
         let (windows, next) = swapper.await??;
         next_is_directory = next;
         failed.1 += samples.iter().filter(|s| !s.ok).count();
