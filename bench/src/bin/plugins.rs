@@ -327,7 +327,7 @@ async fn plugins(args: PluginsArgs) -> Result<()> {
         workload: "resolve(\"acme\") on the language's directory resolver with a 3-org JSON directory (config granted)",
         languages: results,
     };
-    let out_dir = args.out_dir.unwrap_or_else(|| root.join("target/bench"));
+    let out_dir = args.out_dir.unwrap_or_else(tenantry_bench::out_dir);
     std::fs::create_dir_all(&out_dir)?;
     let json = out_dir.join("plugins.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")?;

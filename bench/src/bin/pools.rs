@@ -18,7 +18,10 @@ use tenantry_bench::{Summary, today, write_json};
 const TENANTS: u64 = 100;
 const ROWS: u64 = 100_000;
 const CLIENTS: u64 = 16;
-const RUN: Duration = Duration::from_secs(4);
+/// How long each throughput series runs (a fraction of a second in smoke mode).
+fn run() -> Duration {
+    tenantry_bench::size(Duration::from_secs(4), Duration::from_millis(200))
+}
 
 fn env(var: &str) -> anyhow::Result<String> {
     std::env::var(var).map_err(|_| anyhow::anyhow!("{var} is not set: run scripts/bench.sh pools"))
@@ -126,10 +129,10 @@ async fn throughput(
     Ok(done.load(Ordering::Relaxed) as f64 / run.as_secs_f64())
 }
 
-/// One client, `TURNS` tenants taking turns, PK SELECTs for `RUN`: ops/s through `host`
+/// One client, `TURNS` tenants taking turns, PK SELECTs for `run()`: ops/s through `host`
 /// (`None`: raw sqlx on `raw`).
 async fn in_turns(host: Option<&Host>, raw: &sqlx::PgPool) -> anyhow::Result<f64> {
-    let until = Instant::now() + RUN;
+    let until = Instant::now() + run();
     let mut done = 0u64;
     while Instant::now() < until {
         let tenant = done % TURNS;
@@ -151,7 +154,7 @@ async fn in_turns(host: Option<&Host>, raw: &sqlx::PgPool) -> anyhow::Result<f64
         };
         done += 1;
     }
-    Ok(done as f64 / RUN.as_secs_f64())
+    Ok(done as f64 / run().as_secs_f64())
 }
 
 /// Tenants taking turns in `in_turns`.
@@ -239,7 +242,8 @@ async fn main() -> anyhow::Result<()> {
     let mut cold = Vec::new();
     let mut bare = Vec::new();
     let mut bare_default = Vec::new();
-    for i in 0..22_000 {
+    let (samples, warmup) = tenantry_bench::size((22_000, 2_000), (220, 20));
+    for i in 0..samples {
         let t = Instant::now();
         let c = host.tenant("t1").await?.acquire::<sqlx::Postgres>().await?;
         drop(c);
@@ -265,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
         let c = raw_default.acquire().await?;
         drop(c);
         let default_took = t.elapsed();
-        if i >= 2_000 {
+        if i >= warmup {
             routed.push(routed_took);
             org_routed.push(org_took);
             cold.push(cold_took);
@@ -304,14 +308,14 @@ async fn main() -> anyhow::Result<()> {
         false,
         &wide_host,
         &raw,
-        Duration::from_secs(2),
+        tenantry_bench::size(Duration::from_secs(2), Duration::from_millis(100)),
     )
     .await?;
     for insert in [false, true] {
-        let raw_tps = throughput(Mode::Raw, insert, &host, &raw, RUN).await?;
-        let sticky = throughput(Mode::ScopedSticky, insert, &host, &raw, RUN).await?;
-        let random = throughput(Mode::ScopedRandom, insert, &host, &raw, RUN).await?;
-        let wide = throughput(Mode::ScopedRandom, insert, &wide_host, &raw, RUN).await?;
+        let raw_tps = throughput(Mode::Raw, insert, &host, &raw, run()).await?;
+        let sticky = throughput(Mode::ScopedSticky, insert, &host, &raw, run()).await?;
+        let random = throughput(Mode::ScopedRandom, insert, &host, &raw, run()).await?;
+        let wide = throughput(Mode::ScopedRandom, insert, &wide_host, &raw, run()).await?;
         let name = if insert { "INSERT" } else { "PK SELECT" };
         rows.push(format!(
             "| {name} | {raw_tps:.0} | {sticky:.0} ({:.2}×) | {random:.0} ({:.2}×) | {wide:.0} ({:.2}×) |",
@@ -362,7 +366,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "P3 — {CLIENTS} concurrent clients, {TENANTS} tenants, {ROWS} rows; each operation is a checkout + one statement ({}s each):\n",
-        RUN.as_secs()
+        run().as_secs_f64()
     );
     println!(
         "| statement | raw sqlx (no ping), no RLS (ops/s) | scoped RLS, tenant per client (ops/s, ratio) | scoped RLS, random tenant per op (ops/s, ratio) | same, pool of {TENANTS} (ops/s, ratio) |"
@@ -373,7 +377,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "\nOne client, {TURNS} tenants taking turns, PK SELECT ({}s each):\n",
-        RUN.as_secs()
+        run().as_secs_f64()
     );
     println!(
         "| raw sqlx (no ping), no RLS (ops/s) | scoped RLS, pool of 1: a switch every checkout (ops/s, ratio) | scoped RLS, pool of 10: a connection per tenant (ops/s, ratio) |"

