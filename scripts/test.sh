@@ -30,6 +30,7 @@ export TENANTRY_TEST_CAPTURE_DIR=$PWD/target/test-capture
 rm -rf "$TENANTRY_TEST_CAPTURE_DIR"
 cargo test --manifest-path resolvers/Cargo.toml --workspace --quiet
 cargo test --workspace
+
 step "benchmark smoke run (tiny sizes, debug build; checks the JSON, not the speed)"
 scripts/bench.sh --smoke
 
