@@ -354,28 +354,35 @@ fn plugin_swap_reports_an_unreachable_admin_server() {
     );
 }
 
-#[test]
-fn serve_then_swap_and_rollback_through_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tenantry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database-url = \"sqlite://{0}/{{org}}.db\"\norgs = true\n[plugins.org-resolver]\npath = \"{1}\"\ngrants = [\"config\"]\n\
-             [plugins.org-resolver.config]\ndirectory = '{{\"acme\": \"sqlite://{0}/acme.db\"}}'\n",
-            dir.path().display(),
-            plugin("directory").display()
-        ),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args([
+/// `tenantry serve` on a free loopback port, over SQLite orgs in `dir` resolved by the
+/// `directory` plugin (acme only), with `extra` appended to its config file and `env` set;
+/// returned once it accepts connections, killed when dropped (also when a test panics).
+struct Server {
+    child: std::process::Child,
+    listen: String,
+}
+
+impl Server {
+    fn start(dir: &std::path::Path, extra: &str, env: &[(&str, &str)]) -> Server {
+        let config = dir.join("tenantry.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "database-url = \"sqlite://{0}/{{org}}.db\"\norgs = true\n[plugins.org-resolver]\npath = \"{1}\"\ngrants = [\"config\"]\n\
+                 [plugins.org-resolver.config]\ndirectory = '{{\"acme\": \"sqlite://{0}/acme.db\"}}'\n{extra}",
+                dir.display(),
+                plugin("directory").display()
+            ),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantry"));
+        cmd.args([
             "--config",
             config.to_str().unwrap(),
             "serve",
@@ -385,14 +392,35 @@ fn serve_then_swap_and_rollback_through_the_cli() {
         .env("TENANTRY_ADMIN_TOKEN", "cli-token")
         .env("TENANTRY_LOG", "debug")
         .env_remove("DATABASE_URL")
-        .stderr(server_log())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(std::time::Instant::now() < deadline, "server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        .stderr(server_log());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let server = Server {
+            child: cmd.spawn().unwrap(),
+            listen,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&server.listen).is_err() {
+            assert!(std::time::Instant::now() < deadline, "server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
     }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_then_swap_and_rollback_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "", &[]);
+    let listen = server.listen.clone();
     let env = [("TENANTRY_ADMIN_TOKEN", "cli-token")];
     let swap = tenantry(
         &[
@@ -406,48 +434,42 @@ fn serve_then_swap_and_rollback_through_the_cli() {
         ],
         &env,
     );
-    let result = std::panic::catch_unwind(|| {
-        let (stdout, stderr) = text(&swap);
-        assert!(swap.status.success(), "{stdout}{stderr}");
-        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(v["generation"], 1);
-        let bad = tenantry(
-            &[
-                "plugin",
-                "swap",
-                "org-resolver",
-                root()
-                    .join("tests/fixtures/core-module.wat")
-                    .to_str()
-                    .unwrap(),
-                "--admin",
-                &listen,
-            ],
-            &env,
-        );
-        assert_eq!(bad.status.code(), Some(1));
-        assert!(
-            text(&bad).1.contains("core WebAssembly module"),
-            "{:?}",
-            text(&bad)
-        );
-        let wrong = tenantry(
-            &["plugin", "rollback", "org-resolver", "--admin", &listen],
-            &[("TENANTRY_ADMIN_TOKEN", "nope")],
-        );
-        assert_eq!(wrong.status.code(), Some(1));
-        assert!(text(&wrong).1.contains("401"), "{:?}", text(&wrong));
-        let back = tenantry(
-            &["plugin", "rollback", "org-resolver", "--admin", &listen],
-            &env,
-        );
-        assert!(back.status.success(), "{:?}", text(&back));
-    });
-    server.kill().unwrap();
-    server.wait().unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    let (stdout, stderr) = text(&swap);
+    assert!(swap.status.success(), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["generation"], 1);
+    let bad = tenantry(
+        &[
+            "plugin",
+            "swap",
+            "org-resolver",
+            root()
+                .join("tests/fixtures/core-module.wat")
+                .to_str()
+                .unwrap(),
+            "--admin",
+            &listen,
+        ],
+        &env,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad).1.contains("core WebAssembly module"),
+        "{:?}",
+        text(&bad)
+    );
+    let wrong = tenantry(
+        &["plugin", "rollback", "org-resolver", "--admin", &listen],
+        &[("TENANTRY_ADMIN_TOKEN", "nope")],
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(text(&wrong).1.contains("401"), "{:?}", text(&wrong));
+    let back = tenantry(
+        &["plugin", "rollback", "org-resolver", "--admin", &listen],
+        &env,
+    );
+    assert!(back.status.success(), "{:?}", text(&back));
+    drop(server);
 }
 
 #[test]
@@ -816,45 +838,13 @@ fn publish_to_the_registry_reaches_a_following_server() {
     let registry = format!("{base}/{db}");
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tenantry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database-url = \"sqlite://{0}/{{org}}.db\"\norgs = true\n[plugins.org-resolver]\npath = \"{1}\"\ngrants = [\"config\"]\n\
-             [plugins.org-resolver.config]\ndirectory = '{{\"acme\": \"sqlite://{0}/acme.db\"}}'\n\
-             [registry]\ninstance = \"cli-test\"\nreconcile-every-ms = 500\n",
-            dir.path().display(),
-            plugin("directory").display()
-        ),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "serve",
-            "--listen",
-            &listen,
-        ])
-        .env("TENANTRY_ADMIN_TOKEN", "cli-token")
-        .env("TENANTRY_REGISTRY_URL", &registry)
-        .env("TENANTRY_LOG", "debug")
-        .env_remove("DATABASE_URL")
-        .stderr(server_log())
-        .spawn()
-        .unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[registry]\ninstance = \"cli-test\"\nreconcile-every-ms = 500\n",
+        &[("TENANTRY_REGISTRY_URL", &registry)],
+    );
+    let listen = server.listen.clone();
     let result = std::panic::catch_unwind(|| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(std::time::Instant::now() < deadline, "server did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
         let serving = |addr: &str| {
             admin_get(addr, "/status", "cli-token")["plugins"][0]["sha256"]
                 .as_str()
@@ -944,8 +934,7 @@ fn publish_to_the_registry_reaches_a_following_server() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     });
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     admin_sql(
         &admin,
         "postgres",
