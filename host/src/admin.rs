@@ -160,15 +160,13 @@ fn org_id(raw: &str) -> Result<OrgId, ApiError> {
 }
 
 fn slot(raw: &str) -> Result<PluginKind, ApiError> {
-    match raw {
-        "org-resolver" => Ok(PluginKind::OrgResolver),
-        "tenant-policy" => Ok(PluginKind::TenantPolicy),
-        _ => Err(ApiError::new(
+    PluginKind::from_world(raw).ok_or_else(|| {
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_slot",
             "slots are `org-resolver` and `tenant-policy`",
-        )),
-    }
+        )
+    })
 }
 
 async fn health_db(State(s): State<AdminState>) -> Response {
@@ -217,7 +215,7 @@ async fn status(State(s): State<AdminState>, headers: HeaderMap) -> Result<Respo
         authorize(&s, &headers)?;
     }
     let host = &s.host;
-    let plugins: Vec<serde_json::Value> = [PluginKind::OrgResolver, PluginKind::TenantPolicy]
+    let plugins: Vec<serde_json::Value> = PluginKind::ALL
         .into_iter()
         .filter_map(|kind| host.slot(kind))
         .map(|slot| {

@@ -384,15 +384,11 @@ async fn publish(
     file: &std::path::Path,
     registry: Option<&str>,
 ) -> Result<(), Failure> {
-    let kind = match slot {
-        "org-resolver" => PluginKind::OrgResolver,
-        "tenant-policy" => PluginKind::TenantPolicy,
-        other => {
-            return Err(Failure::usage(format!(
-                "unknown slot `{other}`: slots are `org-resolver` and `tenant-policy`"
-            )));
-        }
-    };
+    let kind = PluginKind::from_world(slot).ok_or_else(|| {
+        Failure::usage(format!(
+            "unknown slot `{slot}`: slots are `org-resolver` and `tenant-policy`"
+        ))
+    })?;
     let url = match registry {
         Some(url) => url.to_owned(),
         None => host_config(cli)?.registry.url.ok_or_else(|| {

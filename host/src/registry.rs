@@ -21,6 +21,7 @@ use sqlx::{Connection, Executor};
 
 use crate::host::Host;
 use crate::plugin::PluginKind;
+use crate::plugin::inspect::sha256_hex;
 use crate::redact::{redact_text, redact_url};
 
 /// The `NOTIFY` channel.
@@ -64,11 +65,6 @@ pub struct RegistryError {
     pub database: String,
     /// Why (secrets redacted).
     pub reason: String,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn failed(url: &str) -> impl Fn(sqlx::Error) -> RegistryError + '_ {
@@ -339,10 +335,7 @@ impl State {
 
     /// Apply the ordering and idempotence rules, then swap if needed.
     async fn consider(&self, slot: &str, version: i64, sha256: &str) -> Result<(), RegistryError> {
-        let Some(kind) = [PluginKind::OrgResolver, PluginKind::TenantPolicy]
-            .into_iter()
-            .find(|k| k.world() == slot)
-        else {
+        let Some(kind) = PluginKind::from_world(slot) else {
             return Ok(());
         };
         let Some(target) = self.host.slot(kind).cloned() else {

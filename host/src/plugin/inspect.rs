@@ -86,7 +86,7 @@ pub fn inspect_component(
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
     let mut found = None;
     for name in &exports {
-        for kind in [PluginKind::OrgResolver, PluginKind::TenantPolicy] {
+        for kind in PluginKind::ALL {
             let prefix = format!("tenantry:plugin/{}", kind.interface());
             if let Some(rest) = name.strip_prefix(&prefix) {
                 let version = rest.strip_prefix('@').unwrap_or("(unversioned)");

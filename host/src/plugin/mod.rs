@@ -15,7 +15,7 @@ mod answer;
 mod bindings;
 mod capability;
 mod error;
-mod inspect;
+pub(crate) mod inspect;
 mod limits;
 mod loaded;
 mod runtime;
@@ -45,6 +45,15 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
+    /// Both slots, resolver first.
+    pub const ALL: [PluginKind; 2] = [PluginKind::OrgResolver, PluginKind::TenantPolicy];
+
+    /// The slot whose WIT world is named `name` (`org-resolver`, `tenant-policy`): how
+    /// slots are named in URLs, the CLI and the registry.
+    pub fn from_world(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.world() == name)
+    }
+
     /// The WIT world name.
     pub fn world(self) -> &'static str {
         match self {
