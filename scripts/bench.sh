@@ -51,9 +51,11 @@ fi
 # Build once, then run private copies of the binaries: `cargo run` per area would wait for
 # the target dir's lock whenever another build holds it, and a shared target dir's
 # `target/<profile>/<bin>` can be overwritten by a same-named binary built elsewhere.
-bindir=$(mktemp -d /tmp/tenantry-bench-bin.XXXXXX)
+# Hard links (same filesystem, inside target/): a copy of every debug binary would cost GBs.
+mkdir -p target
+bindir=$(mktemp -d "$PWD/target/bench-bin.XXXXXX")
 cargo build "${profile[@]}" -p tenantry-bench --bins --message-format=json-render-diagnostics \
-  | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | while read -r exe; do cp "$exe" "$bindir/"; done
+  | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | while read -r exe; do cp -l "$exe" "$bindir/" 2>/dev/null || cp "$exe" "$bindir/"; done
 built=$(date +%s)
 for area in "${areas[@]}"; do
   echo "==> $area (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
